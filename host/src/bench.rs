@@ -1,0 +1,131 @@
+//! `host bench`: GMSE Monte Carlo throughput through the plugin ABI.
+//!
+//! For each format and thread count it times the full engine (sampling,
+//! plugin call, error accumulation) on a fixed sample count, measuring the
+//! format alone, and reports samples per second. It also times the two parts
+//! separately (the sampler alone, the plugin call alone on one tensor) so a
+//! slow result can be attributed.
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::cli::{BenchArgs, load, prepare, with_threads};
+use crate::engine::{self, Config, Subject};
+use crate::sampler;
+
+/// One timing.
+#[derive(Debug, Serialize)]
+pub struct Timing {
+    /// What was timed: a format SPEC, or `sampler`.
+    pub what: String,
+    /// `engine` (full GMSE measurement), `sampler`, or `plugin` (compress only).
+    pub part: String,
+    /// Threads used.
+    pub threads: usize,
+    /// Samples processed.
+    pub samples: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// Millions of samples per second.
+    pub msamples_per_s: f64,
+}
+
+fn timing(what: &str, part: &str, threads: usize, samples: u64, seconds: f64) -> Timing {
+    Timing {
+        what: what.into(),
+        part: part.into(),
+        threads,
+        samples,
+        seconds,
+        msamples_per_s: samples as f64 / seconds / 1e6,
+    }
+}
+
+/// Runs the benchmark.
+pub fn run(a: BenchArgs, verbose: bool) -> Result<(), String> {
+    let libs = load(&a.paths, verbose);
+    let specs = if a.formats.is_empty() { vec!["int4-absmax-g32".into(), "e2m1".into()] } else { a.formats.clone() };
+    let prepared = prepare(&libs, &specs, a.shape);
+    if prepared.is_empty() {
+        return Err("no format could be built; nothing to time".into());
+    }
+    let len = a.shape.len();
+    let tensors = a.samples.div_ceil(len as u64).max(1);
+    let samples = tensors * len as u64;
+    let mut out = Vec::new();
+    for &threads in &a.threads {
+        // Warm-up: one tensor per format, so that first-touch page faults and
+        // lazy tables are not timed.
+        let cfg = Config { shape: a.shape, seed: 1, fixed_samples: Some(len as u64), ..Config::default() };
+        for p in &prepared {
+            let s: [&dyn Subject; 1] = [&p.format];
+            with_threads(Some(threads), || engine::measure(&s, &cfg, &mut |_, _, _| {}))?;
+        }
+        let t = Instant::now();
+        with_threads(Some(threads), || {
+            (0..tensors).into_par_iter().for_each(|i| {
+                let mut x = vec![0f32; len];
+                sampler::fill_normal(2, i, &mut x);
+                std::hint::black_box(&x);
+            })
+        })?;
+        out.push(timing("sampler", "sampler", threads, samples, t.elapsed().as_secs_f64()));
+        // The library sampler our ziggurat replaces, for comparison.
+        let t = Instant::now();
+        with_threads(Some(threads), || {
+            (0..tensors).into_par_iter().for_each(|i| {
+                use rand::SeedableRng;
+                use rand_distr::Distribution;
+                let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(sampler::tensor_seed(2, i));
+                let x: Vec<f32> = (0..len).map(|_| rand_distr::StandardNormal.sample(&mut rng)).collect();
+                std::hint::black_box(&x);
+            })
+        })?;
+        out.push(timing("rand_distr::StandardNormal", "sampler", threads, samples, t.elapsed().as_secs_f64()));
+        let cfg = Config { shape: a.shape, seed: 2, fixed_samples: Some(samples), ..Config::default() };
+        for p in &prepared {
+            let s: [&dyn Subject; 1] = [&p.format];
+            let t = Instant::now();
+            let r = with_threads(Some(threads), || engine::measure(&s, &cfg, &mut |_, _, _| {}))?;
+            let dt = t.elapsed().as_secs_f64();
+            if let Err(e) = &r[0] {
+                return Err(format!("format `{}`: {e}", p.spec));
+            }
+            out.push(timing(&p.spec, "engine", threads, samples, dt));
+            // Plugin call alone, on one tensor per task.
+            let mut x = vec![0f32; len];
+            sampler::fill_normal(3, 0, &mut x);
+            let t = Instant::now();
+            with_threads(Some(threads), || {
+                (0..tensors).into_par_iter().try_for_each(|i| {
+                    p.format.with_output(&x, a.shape, i, &mut |y| {
+                        std::hint::black_box(y);
+                    })
+                })
+            })??;
+            out.push(timing(&p.spec, "plugin", threads, samples, t.elapsed().as_secs_f64()));
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
+    } else {
+        let rows: Vec<Vec<String>> = out
+            .iter()
+            .map(|t| {
+                vec![
+                    t.what.clone(),
+                    t.part.clone(),
+                    t.threads.to_string(),
+                    format!("{:.0}", t.samples as f64 / 1e6),
+                    format!("{:.3}", t.seconds),
+                    format!("{:.0}", t.msamples_per_s),
+                ]
+            })
+            .collect();
+        print!("{}", crate::output::table(&["what", "part", "threads", "M samples", "seconds", "M samples/s"], &rows));
+        println!("# engine = sample + compress through the ABI + accumulate error (the GMSE throughput).");
+    }
+    Ok(())
+}

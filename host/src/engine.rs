@@ -1,0 +1,279 @@
+//! The Monte Carlo GMSE engine: sample each seeded N(0, 1) tensor once, run
+//! every selected format on it (common random numbers), accumulate per-tensor
+//! MSE in f64, stop each format at a target relative standard error.
+//!
+//! Invariants:
+//! - tensor `t` depends only on (seed, t); a format's GMSE is the same alone or
+//!   beside others, and with any thread count (work is done in fixed rounds of
+//!   [`ROUND`] tensors, each tensor's sum by one thread, results folded in
+//!   tensor order);
+//! - memory is constant in the sample count: one input and one output buffer
+//!   per worker, plus one f64 per tensor per format.
+
+use rayon::prelude::*;
+use sdk::Shape;
+
+use crate::sampler;
+
+/// Tensors per round; results depend on it, never on the thread count.
+pub const ROUND: usize = 8;
+
+/// Something the engine can measure: compresses and hands the output to `f`.
+pub trait Subject: Sync {
+    /// Compresses `x` (of `shape`) with `seed` and calls `f` on the output.
+    fn with_output(&self, x: &[f32], shape: Shape, seed: u64, f: &mut dyn FnMut(&[f32])) -> Result<(), String>;
+}
+
+impl Subject for sdk::abi::RemoteFormat {
+    fn with_output(&self, x: &[f32], shape: Shape, seed: u64, f: &mut dyn FnMut(&[f32])) -> Result<(), String> {
+        thread_local! {
+            static BUFS: std::cell::RefCell<sdk::abi::Buffers> = std::cell::RefCell::default();
+        }
+        BUFS.with(|b| {
+            let mut b = b.borrow_mut();
+            self.compress(x, shape, seed, &mut b, false)?;
+            f(b.output());
+            Ok(())
+        })
+    }
+}
+
+/// How much to sample.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Tensor shape.
+    pub shape: Shape,
+    /// Run seed.
+    pub seed: u64,
+    /// Stop a format once its standard error / GMSE is below this.
+    pub target_rse: f64,
+    /// Never sample more than this per format.
+    pub max_samples: u64,
+    /// Sample exactly this many per format (rounded up to whole tensors).
+    pub fixed_samples: Option<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { shape: Shape::new(256, 4096), seed: 0, target_rse: 1e-3, max_samples: 1 << 30, fixed_samples: None }
+    }
+}
+
+/// The GMSE of one format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurement {
+    /// Mean over tensors of the per-element squared error.
+    pub gmse: f64,
+    /// Standard error of `gmse` from the spread of the per-tensor values.
+    pub stderr: f64,
+    /// MSE of each tensor, in tensor order.
+    pub per_tensor: Vec<f64>,
+    /// Elements compressed.
+    pub samples: u64,
+    /// Whether the target relative standard error was reached.
+    pub reached_target: bool,
+}
+
+impl Measurement {
+    fn from_values(per_tensor: Vec<f64>, shape: Shape, target: f64) -> Measurement {
+        let n = per_tensor.len() as f64;
+        // Welford, in tensor order.
+        let (mut mean, mut m2) = (0.0f64, 0.0f64);
+        for (i, &v) in per_tensor.iter().enumerate() {
+            let d = v - mean;
+            mean += d / (i + 1) as f64;
+            m2 += d * (v - mean);
+        }
+        let stderr = if n > 1.0 { (m2 / (n - 1.0)).sqrt() / n.sqrt() } else { f64::INFINITY };
+        let rse = if mean > 0.0 { stderr / mean } else { 0.0 };
+        Measurement {
+            gmse: mean,
+            stderr,
+            samples: per_tensor.len() as u64 * shape.len() as u64,
+            per_tensor,
+            reached_target: rse <= target,
+        }
+    }
+
+    /// Relative standard error.
+    pub fn rse(&self) -> f64 {
+        if self.gmse > 0.0 { self.stderr / self.gmse } else { 0.0 }
+    }
+}
+
+/// Sum of squared differences in f64: blocks of 256 are summed in f32 lanes
+/// (relative error ~1e-6 per block), blocks are added in f64.
+pub fn squared_error(x: &[f32], y: &[f32]) -> f64 {
+    let mut total = 0f64;
+    for (xb, yb) in x.chunks(256).zip(y.chunks(256)) {
+        let mut lanes = [0f32; 8];
+        let mut xc = xb.chunks_exact(8);
+        let mut yc = yb.chunks_exact(8);
+        for (a, b) in (&mut xc).zip(&mut yc) {
+            for j in 0..8 {
+                let d = b[j] - a[j];
+                lanes[j] += d * d;
+            }
+        }
+        for (a, b) in xc.remainder().iter().zip(yc.remainder()) {
+            lanes[0] += (b - a) * (b - a);
+        }
+        total += lanes.iter().map(|&v| v as f64).sum::<f64>();
+    }
+    total
+}
+
+/// Outcome for one subject: a measurement, or the error that stopped it.
+pub type Outcome = Result<Measurement, String>;
+
+/// Measures every subject on shared tensors. `progress(done, total, samples)`
+/// is called after each round.
+pub fn measure(subjects: &[&dyn Subject], cfg: &Config, progress: &mut dyn FnMut(usize, usize, u64)) -> Vec<Outcome> {
+    let k = subjects.len();
+    let len = cfg.shape.len();
+    let per_tensor_cap = |samples: u64| samples.div_ceil(len as u64).max(2) as usize;
+    let fixed = cfg.fixed_samples.map(per_tensor_cap);
+    let cap = per_tensor_cap(cfg.max_samples);
+    let mut values: Vec<Vec<f64>> = vec![Vec::new(); k];
+    let mut failed: Vec<Option<String>> = vec![None; k];
+    let mut done = vec![false; k];
+    let mut next_tensor = 0usize;
+    while done.iter().any(|d| !d) {
+        let active: Vec<usize> = (0..k).filter(|&i| !done[i]).collect();
+        let round: Vec<usize> = (next_tensor..next_tensor + ROUND).collect();
+        next_tensor += ROUND;
+        // results[tensor][active subject]
+        let results: Vec<Vec<Result<f64, String>>> = round
+            .par_iter()
+            .map(|&t| {
+                thread_local! {
+                    static INPUT: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+                }
+                INPUT.with(|buf| {
+                    let mut x = buf.borrow_mut();
+                    x.resize(len, 0.0);
+                    sampler::fill_normal(cfg.seed, t as u64, &mut x);
+                    let seed = sampler::tensor_seed(cfg.seed ^ 0x5EED, t as u64);
+                    active
+                        .iter()
+                        .map(|&i| {
+                            let mut sum = f64::NAN;
+                            subjects[i].with_output(&x, cfg.shape, seed, &mut |y| sum = squared_error(&x, y))?;
+                            if !sum.is_finite() {
+                                return Err(
+                                    "produced non-finite values (NaN or infinity) on Gaussian input".to_string()
+                                );
+                            }
+                            Ok(sum / len as f64)
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        for row in &results {
+            for (j, &i) in active.iter().enumerate() {
+                if done[i] {
+                    continue;
+                }
+                match &row[j] {
+                    Ok(v) => values[i].push(*v),
+                    Err(e) => {
+                        failed[i] = Some(e.clone());
+                        done[i] = true;
+                    }
+                }
+            }
+        }
+        for &i in &active {
+            if done[i] {
+                continue;
+            }
+            let n = values[i].len();
+            done[i] = match fixed {
+                Some(f) => n >= f,
+                None => {
+                    n >= cap || Measurement::from_values(values[i].clone(), cfg.shape, cfg.target_rse).reached_target
+                }
+            };
+        }
+        let finished = done.iter().filter(|d| **d).count();
+        let samples: u64 = values.iter().map(|v| v.len() as u64 * len as u64).sum();
+        progress(finished, k, samples);
+    }
+    values
+        .into_iter()
+        .zip(failed)
+        .map(|(mut v, f)| match f {
+            Some(e) => Err(e),
+            None => {
+                if let Some(f) = fixed {
+                    v.truncate(f);
+                }
+                Ok(Measurement::from_values(v, cfg.shape, cfg.target_rse))
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rounds every value to a multiple of `step` (uniform error, MSE step^2/12).
+    struct Rounder(f32);
+    impl Subject for Rounder {
+        fn with_output(&self, x: &[f32], _: Shape, _: u64, f: &mut dyn FnMut(&[f32])) -> Result<(), String> {
+            let y: Vec<f32> = x.iter().map(|v| (v / self.0).round() * self.0).collect();
+            f(&y);
+            Ok(())
+        }
+    }
+    struct Broken;
+    impl Subject for Broken {
+        fn with_output(&self, x: &[f32], _: Shape, _: u64, f: &mut dyn FnMut(&[f32])) -> Result<(), String> {
+            f(&vec![f32::NAN; x.len()]);
+            Ok(())
+        }
+    }
+
+    fn cfg() -> Config {
+        Config { shape: Shape::new(16, 1024), seed: 1, target_rse: 2e-3, ..Config::default() }
+    }
+
+    #[test]
+    fn uniform_rounding_gives_step_squared_over_12() {
+        // A fine grid (step 0.1 << sigma) has MSE step^2/12 = 8.333e-4 up to
+        // O(step^4) terms; allow 3 standard errors of the estimate.
+        let out = measure(&[&Rounder(0.1)], &cfg(), &mut |_, _, _| {});
+        let m = out[0].as_ref().unwrap();
+        let expected = 0.01 / 12.0;
+        assert!(m.reached_target);
+        assert!((m.gmse - expected).abs() < 3.0 * m.stderr + 1e-6, "{} vs {expected} (se {})", m.gmse, m.stderr);
+    }
+
+    #[test]
+    fn same_numbers_alone_or_together_and_with_any_threads() {
+        let alone = measure(&[&Rounder(0.5)], &cfg(), &mut |_, _, _| {});
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let together = pool.install(|| measure(&[&Rounder(0.1), &Broken, &Rounder(0.5)], &cfg(), &mut |_, _, _| {}));
+        assert_eq!(alone[0], together[2]);
+        assert!(together[1].as_ref().unwrap_err().contains("non-finite"));
+    }
+
+    #[test]
+    fn fixed_sample_count() {
+        let c = Config { fixed_samples: Some(3 * 16 * 1024), ..cfg() };
+        let out = measure(&[&Rounder(0.5)], &c, &mut |_, _, _| {});
+        assert_eq!(out[0].as_ref().unwrap().per_tensor.len(), 3);
+    }
+
+    #[test]
+    fn squared_error_matches_naive_sum() {
+        let x: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.37).sin()).collect();
+        let y: Vec<f32> = x.iter().map(|v| v * 0.9 + 0.01).collect();
+        let naive: f64 = x.iter().zip(&y).map(|(a, b)| ((b - a) as f64).powi(2)).sum();
+        let fast = squared_error(&x, &y);
+        println!("squared_error: max relative difference {:e}", (fast - naive).abs() / naive);
+        assert!((fast - naive).abs() / naive < 1e-6);
+    }
+}

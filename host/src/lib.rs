@@ -1,0 +1,13 @@
+//! The `host` binary's library: plugin discovery and loading, format SPECs,
+//! the Monte Carlo GMSE engine, scaling laws, ranking and output.
+//! `main.rs` only calls [`cli::main`].
+
+pub mod bench;
+pub mod cli;
+pub mod engine;
+pub mod law;
+pub mod loader;
+pub mod output;
+pub mod rank;
+pub mod sampler;
+pub mod spec;

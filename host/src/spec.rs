@@ -1,0 +1,118 @@
+//! Format SPECs: `PRESET`, `KIND`, `KIND:key=value,...` or `PRESET:key=value,...`.
+//!
+//! Values are read as TOML (`4`, `0.5`, `true`, `"x"`, `[1, 2]`); a bare word
+//! that is not TOML is taken as a string, so `rule=absmax` works unquoted.
+
+use sdk::params::{Table, Value};
+use sdk::plugin::parse_inline_table;
+
+use crate::loader::{Loaded, find_kind, find_preset};
+
+/// A SPEC resolved against the loaded plugins, ready to instantiate.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// What the user typed (the display name of the format).
+    pub spec: String,
+    /// Index of the plugin in the loaded list.
+    pub plugin: usize,
+    /// Kind name.
+    pub kind: String,
+    /// Full parameter table (preset parameters, then overrides).
+    pub params: Table,
+}
+
+/// Splits `key=value,key=value` at top-level commas.
+fn split_pairs(s: &str) -> Vec<&str> {
+    let (mut depth, mut start, mut quoted) = (0i32, 0usize, false);
+    let mut out = Vec::new();
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '[' | '{' if !quoted => depth += 1,
+            ']' | '}' if !quoted => depth -= 1,
+            ',' if depth == 0 && !quoted => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out.into_iter().filter(|p| !p.trim().is_empty()).collect()
+}
+
+/// Parses `key=value,...` into a table.
+pub fn parse_overrides(s: &str) -> Result<Table, String> {
+    let mut t = Table::new();
+    for pair in split_pairs(s) {
+        let (k, v) = pair.split_once('=').ok_or_else(|| format!("`{}` is not key=value", pair.trim()))?;
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() {
+            return Err(format!("missing parameter name in `{}`", pair.trim()));
+        }
+        let value = match parse_inline_table(&format!("v = {v}")) {
+            Ok(mut one) => one.remove("v").unwrap_or_else(|| Value::String(v.to_string())),
+            Err(_) => Value::String(v.to_string()),
+        };
+        t.insert(k.to_string(), value);
+    }
+    Ok(t)
+}
+
+/// Resolves `spec` against the loaded plugins.
+pub fn resolve(libs: &[Loaded], spec: &str) -> Result<Resolved, String> {
+    let spec = spec.trim();
+    let (head, rest) = match spec.split_once(':') {
+        Some((h, r)) => (h.trim(), Some(r)),
+        None => (spec, None),
+    };
+    let overrides = match rest {
+        Some(r) => parse_overrides(r).map_err(|e| format!("format `{spec}`: {e}"))?,
+        None => Table::new(),
+    };
+    let index = |p: &Loaded| libs.iter().position(|l| std::ptr::eq(l, p)).unwrap_or(0);
+    if let Some(p) = find_preset(libs, head) {
+        let mut params = parse_inline_table(&p.preset.params)
+            .map_err(|e| format!("preset `{head}` of plugin `{}`: {e}", p.kind.plugin.lib.info.name))?;
+        params.extend(overrides);
+        return Ok(Resolved {
+            spec: spec.to_string(),
+            plugin: index(p.kind.plugin),
+            kind: p.kind.kind.name.clone(),
+            params,
+        });
+    }
+    if let Some(k) = find_kind(libs, head) {
+        return Ok(Resolved {
+            spec: spec.to_string(),
+            plugin: index(k.plugin),
+            kind: k.kind.name.clone(),
+            params: overrides,
+        });
+    }
+    Err(format!("format `{spec}`: no preset or kind named `{head}` in the loaded plugins (see `host list`)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &str, expected: &str) {
+        let t = parse_overrides(input).unwrap();
+        assert_eq!(toml::to_string(&t).unwrap().trim(), expected.trim(), "input: {input}");
+    }
+
+    #[test]
+    fn overrides() {
+        check("bits=4", "bits = 4");
+        check("rule=absmax,group=32", "group = 32\nrule = \"absmax\"");
+        check("scale=0.5, hadamard=true", "hadamard = true\nscale = 0.5");
+        check("levels=[1, 2.5],name=\"a,b\"", "levels = [1, 2.5]\nname = \"a,b\"");
+    }
+
+    #[test]
+    fn bad_pairs() {
+        assert!(parse_overrides("bits").unwrap_err().contains("not key=value"));
+        assert!(parse_overrides("=3").unwrap_err().contains("missing parameter name"));
+    }
+}

@@ -1,0 +1,405 @@
+//! The conformance kit: what every plugin checks in a one-line test, and
+//! helpers for Monte Carlo GMSE tests against oracle values.
+//!
+//! ```
+//! # use sdk::*;
+//! # struct Id;
+//! # impl Format for Id {
+//! #     fn compress(&self, t: Tensor<'_>) -> Result<()> { t.output.copy_from_slice(t.input); Ok(()) }
+//! #     fn bits(&self, _: Shape) -> Bits { Bits::elements(32.0) }
+//! # }
+//! # struct IdKind;
+//! # impl Kind for IdKind {
+//! #     type Params = ();
+//! #     const NAME: &'static str = "id";
+//! #     const DOC: &'static str = "identity";
+//! #     const PRESETS: &'static [Preset] = &[Preset::new("fp32", "", "FP32")];
+//! #     fn build(_: ()) -> Result<Box<dyn Format>> { Ok(Box::new(Id)) }
+//! # }
+//! // In the plugin crate: #[test] fn conformance() { ... }
+//! sdk::testing::check_kind::<IdKind>();
+//! let f = sdk::testing::preset::<IdKind>("fp32");
+//! assert_eq!(sdk::testing::gmse(&*f, Shape::new(4, 64), 1), 0.0);
+//! ```
+//!
+//! [`check_kind`] runs [`check_format`] on every preset of a kind and on its
+//! default parameters; a failure panics with a message naming the preset and
+//! what is wrong.
+
+use std::ops::Range;
+
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::params::Params;
+use crate::plugin::{Kind, parse_inline_table};
+use crate::{Family, Format, Result, Shape, Tensor};
+
+/// Shape of the conformance kit's test tensor.
+pub const SHAPE: Shape = Shape::new(16, 256);
+
+/// Fills `x` with i.i.d. `N(0, 1)` samples that depend only on `seed`
+/// (xoshiro256++ and the Box-Muller transform, in `f64`).
+pub fn fill_gaussian(x: &mut [f32], seed: u64) {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    const TWO_POW_M53: f64 = 1.0 / (1u64 << 53) as f64;
+    for pair in x.chunks_mut(2) {
+        let u1 = ((rng.next_u64() >> 11) as f64 + 1.0) * TWO_POW_M53; // (0, 1]
+        let u2 = (rng.next_u64() >> 11) as f64 * TWO_POW_M53; // [0, 1)
+        let r = (-2.0 * u1.ln()).sqrt();
+        let (s, c) = (std::f64::consts::TAU * u2).sin_cos();
+        pair[0] = (r * c) as f32;
+        if pair.len() == 2 {
+            pair[1] = (r * s) as f32;
+        }
+    }
+}
+
+/// `n` i.i.d. `N(0, 1)` samples that depend only on `seed`.
+pub fn gaussian(n: usize, seed: u64) -> Vec<f32> {
+    let mut x = vec![0.0; n];
+    fill_gaussian(&mut x, seed);
+    x
+}
+
+/// Runs `format` on `input` of `shape` with `seed`: the output, and the mask
+/// when `want_mask` (it starts filled with `1.0`, as the host passes it).
+pub fn run(
+    format: &dyn Format,
+    input: &[f32],
+    shape: Shape,
+    seed: u64,
+    want_mask: bool,
+) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+    let mut output = vec![0.0; input.len()];
+    let mut mask = want_mask.then(|| vec![1.0; input.len()]);
+    format.compress(Tensor { input, output: &mut output, mask: mask.as_deref_mut(), shape, seed })?;
+    Ok((output, mask))
+}
+
+/// `Σ (a - b)²` in `f64`.
+pub fn sq_diff(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum()
+}
+
+/// Mean squared error of `format` on one `N(0, 1)` tensor of `shape` drawn with `seed`.
+///
+/// # Panics
+/// When the format fails on it.
+pub fn gmse(format: &dyn Format, shape: Shape, seed: u64) -> f64 {
+    let x = gaussian(shape.len(), seed);
+    gmse_on(format, &x, shape, seed)
+}
+
+/// Mean squared error of `format` on the tensor `x` of `shape`.
+///
+/// # Panics
+/// When the format fails on it.
+pub fn gmse_on(format: &dyn Format, x: &[f32], shape: Shape, seed: u64) -> f64 {
+    let (y, _) =
+        run(format, x, shape, seed, false).unwrap_or_else(|e| panic!("compress failed on a {shape} tensor: {e}"));
+    sq_diff(x, &y) / x.len().max(1) as f64
+}
+
+/// A Monte Carlo GMSE estimate from several tensors.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    /// Mean of the per-tensor GMSEs.
+    pub mean: f64,
+    /// Standard error of the mean, from the spread of the per-tensor values.
+    pub stderr: f64,
+    /// Number of tensors.
+    pub tensors: usize,
+}
+
+impl Estimate {
+    /// The estimate from per-tensor values.
+    pub fn from_values(v: &[f64]) -> Self {
+        let n = v.len();
+        let mean = v.iter().sum::<f64>() / n.max(1) as f64;
+        let var = if n > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
+        Estimate { mean, stderr: (var / n.max(1) as f64).sqrt(), tensors: n }
+    }
+
+    /// Panics unless `|mean - expected| <= 3 stderr + 0.5 % of expected`
+    /// (the slack covers the small bias of scales estimated from the data,
+    /// e.g. a row RMS from a finite row, and Monte Carlo error in oracles
+    /// that are themselves Monte Carlo values).
+    pub fn assert_close(&self, name: &str, expected: f64) {
+        let tol = 3.0 * self.stderr + 0.005 * expected.abs();
+        let diff = self.mean - expected;
+        println!(
+            "{name}: GMSE {:.6e} ± {:.1e} (oracle {expected:.6e}, diff {:+.3} %, tolerance {:.3} %)",
+            self.mean,
+            self.stderr,
+            100.0 * diff / expected,
+            100.0 * tol / expected
+        );
+        assert!(
+            diff.abs() <= tol,
+            "{name}: GMSE {:.6e} ± {:.1e} from {} tensors, oracle {expected:.6e} (tolerance {tol:.2e})",
+            self.mean,
+            self.stderr,
+            self.tensors
+        );
+    }
+}
+
+/// `N(0, 1)` tensors of `shape`, one per seed (generate once, measure many formats).
+pub fn gaussian_tensors(shape: Shape, seeds: Range<u64>) -> Vec<Vec<f32>> {
+    seeds.map(|s| gaussian(shape.len(), s)).collect()
+}
+
+/// GMSE estimate of `format` over `tensors` of `shape` (tensor `i` compressed with seed `i`).
+pub fn estimate_on(format: &dyn Format, shape: Shape, tensors: &[Vec<f32>]) -> Estimate {
+    let v: Vec<f64> = tensors.iter().enumerate().map(|(i, x)| gmse_on(format, x, shape, i as u64)).collect();
+    Estimate::from_values(&v)
+}
+
+/// GMSE estimate of `format` over one fresh tensor of `shape` per seed.
+pub fn estimate(format: &dyn Format, shape: Shape, seeds: Range<u64>) -> Estimate {
+    let v: Vec<f64> = seeds.map(|s| gmse(format, shape, s)).collect();
+    Estimate::from_values(&v)
+}
+
+/// Builds kind `K` from parameters written as a TOML inline-table body (`"bits = 3"`).
+pub fn build<K: Kind>(params: &str) -> Result<Box<dyn Format>> {
+    let table = parse_inline_table(params)?;
+    K::build(K::Params::from_table(&table)?)
+}
+
+/// Builds the preset `name` of kind `K`.
+///
+/// # Panics
+/// When `K` has no such preset or it does not build.
+pub fn preset<K: Kind>(name: &str) -> Box<dyn Format> {
+    let p = K::PRESETS
+        .iter()
+        .find(|p| p.name == name)
+        .unwrap_or_else(|| panic!("kind `{}` has no preset `{name}`", K::NAME));
+    build::<K>(p.params).unwrap_or_else(|e| panic!("preset `{name}` ({}) does not build: {e}", p.params))
+}
+
+/// Runs [`check_format`] on every preset of `K` and on its default
+/// parameters, and checks that preset names are unique and that parameters
+/// survive a round trip through TOML.
+///
+/// # Panics
+/// With a message naming the preset and the failed check.
+pub fn check_kind<K: Kind>() {
+    let mut names: Vec<&str> = K::PRESETS.iter().map(|p| p.name).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        panic!("kind `{}`: preset `{}` is declared twice", K::NAME, w[0]);
+    }
+    for p in K::PRESETS {
+        let what = format!("preset `{}` of kind `{}` ({})", p.name, K::NAME, p.params);
+        let table = parse_inline_table(p.params).unwrap_or_else(|e| panic!("{what}: parameters do not parse: {e}"));
+        let params = K::Params::from_table(&table).unwrap_or_else(|e| panic!("{what}: parameters rejected: {e}"));
+        if let Err(e) = K::Params::from_table(&params.to_table()) {
+            panic!("{what}: parameters do not survive a TOML round trip: {e}");
+        }
+        let f = K::build(params).unwrap_or_else(|e| panic!("{what}: does not build: {e}"));
+        check_format(&what, &*f);
+    }
+    let what = format!("kind `{}` with default parameters", K::NAME);
+    let f = K::build(K::Params::default()).unwrap_or_else(|e| panic!("{what}: does not build: {e}"));
+    check_format(&what, &*f);
+}
+
+/// Checks one built format; `name` goes into failure messages.
+///
+/// On a seeded `N(0, 1)` tensor of [`SHAPE`] (and a few more inputs):
+/// - compress succeeds and every output value is finite, also for a single
+///   row, an all-zero tensor, and the tensor scaled by `1e-4` and `1e4`;
+/// - the same seed gives bit-identical output; a format that is not
+///   [`stochastic`](Format::stochastic) gives the same output for another seed;
+/// - GMSE is below 1.5 (and the relative error below 1.5 for the scaled inputs);
+/// - a requested mask has only values in `[0, 1]`, and asking for it does
+///   not change the output;
+/// - near-idempotence, for [`Family::Scalar`] formats that are not
+///   stochastic: compressing the output again moves it by at most a quarter
+///   of the first pass's squared error. Exact idempotence is not required:
+///   a scale derived from the data's RMS changes when the data is replaced
+///   by its quantized values (whose RMS differs), so RMS-scaled grids move
+///   slightly on a second pass; absmax-scaled grids reproduce themselves;
+/// - the bit budget is finite and positive for several shapes, every part is
+///   finite and non-negative; a declared block length is positive; a label,
+///   if any, is not empty.
+///
+/// # Panics
+/// With a message naming `name` and the failed check.
+pub fn check_format(name: &str, f: &dyn Format) {
+    let fail = |what: String| -> ! { panic!("conformance of {name}: {what}") };
+    let shape = SHAPE;
+    let x = gaussian(shape.len(), 1);
+    let compress = |input: &[f32], shape: Shape, seed: u64, mask: bool| {
+        run(f, input, shape, seed, mask)
+            .unwrap_or_else(|e| fail(format!("compress failed on a {shape} tensor (seed {seed}): {e}")))
+    };
+    let finite = |y: &[f32], what: &str| {
+        if let Some(i) = y.iter().position(|v| !v.is_finite()) {
+            fail(format!("output[{i}] = {} is not finite ({what})", y[i]));
+        }
+    };
+
+    // Output and error.
+    let (y, _) = compress(&x, shape, 7, false);
+    finite(&y, "N(0,1) input");
+    let mse = sq_diff(&x, &y) / x.len() as f64;
+    if mse.is_nan() || mse >= 1.5 {
+        fail(format!("GMSE {mse} on N(0,1) data (must be < 1.5)"));
+    }
+
+    // Determinism.
+    let (y2, _) = compress(&x, shape, 7, false);
+    if !same_bits(&y, &y2) {
+        fail("two calls with the same seed gave different outputs".into());
+    }
+    if !f.stochastic() {
+        let (y3, _) = compress(&x, shape, 8, false);
+        if !same_bits(&y, &y3) {
+            fail("stochastic() is false but the output depends on the seed".into());
+        }
+    }
+
+    // Mask.
+    let (ym, mask) = compress(&x, shape, 7, true);
+    let mask = mask.expect("mask");
+    if mask.len() != x.len() {
+        fail(format!("mask has {} values for {}", mask.len(), x.len()));
+    }
+    if let Some(i) = mask.iter().position(|m| !(0.0..=1.0).contains(m)) {
+        fail(format!("mask[{i}] = {} is outside [0, 1]", mask[i]));
+    }
+    if !same_bits(&y, &ym) {
+        fail("asking for a mask changed the output".into());
+    }
+
+    // Near-idempotence.
+    if f.family() == Family::Scalar && !f.stochastic() {
+        let (z, _) = compress(&y, shape, 7, false);
+        finite(&z, "its own output as input");
+        let moved = sq_diff(&z, &y);
+        let first = sq_diff(&y, &x);
+        let energy = sq_diff(&x, &vec![0.0; x.len()]);
+        if moved > 0.25 * first + 1e-9 * energy {
+            fail(format!(
+                "not idempotent: compressing the output again moved it by {:.3e} per element (first pass error {:.3e})",
+                moved / x.len() as f64,
+                first / x.len() as f64
+            ));
+        }
+    }
+
+    // Other inputs that every format must accept.
+    let one_row = Shape::new(1, 256);
+    let (y1, _) = compress(&x[..256], one_row, 7, false);
+    finite(&y1, "a single row");
+    let zeros = vec![0.0; shape.len()];
+    let (yz, _) = compress(&zeros, shape, 7, true);
+    finite(&yz, "an all-zero tensor");
+    for k in [1e-4f32, 1e4] {
+        let xs: Vec<f32> = x.iter().map(|v| v * k).collect();
+        let (ys, _) = compress(&xs, shape, 7, false);
+        finite(&ys, &format!("N(0,1) input times {k:e}"));
+        let rel = sq_diff(&xs, &ys) / sq_diff(&xs, &zeros);
+        if rel.is_nan() || rel >= 1.5 {
+            fail(format!("relative error {rel} on N(0,1) input times {k:e} (must be < 1.5)"));
+        }
+    }
+
+    // Bits and self-description.
+    for s in [shape, Shape::new(1, 4096), Shape::new(64, 64), Shape::new(1, 1)] {
+        let b = f.bits(s);
+        let total = b.total();
+        if !(total.is_finite() && total > 0.0) {
+            fail(format!("bits per element for a {s} tensor: {total} (must be finite and > 0)"));
+        }
+        if let Some(p) = b.parts.iter().find(|p| !(p.bits.is_finite() && p.bits >= 0.0)) {
+            fail(format!("bit budget part `{}` for a {s} tensor is {}", p.what, p.bits));
+        }
+    }
+    if f.block_len() == Some(0) {
+        fail("block_len() is Some(0)".into());
+    }
+    if f.label().is_some_and(|l| l.trim().is_empty()) {
+        fail("label() is an empty string".into());
+    }
+}
+
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Bits, Error, Preset};
+
+    #[test]
+    fn gaussian_moments() {
+        let x = gaussian(200_001, 3);
+        let n = x.len() as f64;
+        let m1 = x.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let m2 = x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / n;
+        let m4 = x.iter().map(|&v| (v as f64).powi(4)).sum::<f64>() / n;
+        assert!(m1.abs() < 0.01 && (m2 - 1.0).abs() < 0.01 && (m4 - 3.0).abs() < 0.06, "{m1} {m2} {m4}");
+        assert_eq!(gaussian(10, 5), gaussian(10, 5));
+        assert_ne!(gaussian(10, 5), gaussian(10, 6));
+    }
+
+    #[test]
+    fn estimates() {
+        let e = Estimate::from_values(&[1.0, 2.0, 3.0]);
+        assert_eq!((e.mean, e.tensors), (2.0, 3));
+        assert!((e.stderr - (1.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        e.assert_close("test", 2.005);
+    }
+
+    struct Bad(u8);
+    impl Format for Bad {
+        fn compress(&self, t: Tensor<'_>) -> Result<()> {
+            match self.0 {
+                0 => t.output.iter_mut().zip(t.input).for_each(|(y, x)| *y = x + (t.seed % 3) as f32 * 0.01),
+                1 => {
+                    t.output.copy_from_slice(t.input);
+                    if let Some(m) = t.mask {
+                        m[0] = 2.0;
+                    }
+                }
+                _ => t.output.iter_mut().zip(t.input).for_each(|(y, x)| *y = x * 0.9),
+            }
+            Ok(())
+        }
+        fn bits(&self, _: Shape) -> Bits {
+            Bits::elements(4.0)
+        }
+        fn family(&self) -> Family {
+            Family::Scalar
+        }
+    }
+    struct BadKind;
+    impl Kind for BadKind {
+        type Params = ();
+        const NAME: &'static str = "bad";
+        const DOC: &'static str = "broken on purpose";
+        const PRESETS: &'static [Preset] = &[];
+        fn build(_: ()) -> Result<Box<dyn Format>> {
+            Err(Error::Other("nope".into()))
+        }
+    }
+
+    fn panic_message(f: impl FnOnce() + std::panic::UnwindSafe) -> String {
+        let e = std::panic::catch_unwind(f).expect_err("should fail");
+        e.downcast_ref::<String>().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn catches_broken_formats() {
+        assert!(panic_message(|| check_format("x", &Bad(0))).contains("depends on the seed"));
+        assert!(panic_message(|| check_format("x", &Bad(1))).contains("outside [0, 1]"));
+        assert!(panic_message(|| check_format("x", &Bad(2))).contains("not idempotent"));
+        assert!(panic_message(check_kind::<BadKind>).contains("default parameters"));
+    }
+}
