@@ -28,6 +28,24 @@ pub fn groups_per_row(cols: usize, group: usize) -> usize {
     if g == 0 { 0 } else { cols.div_ceil(g) }
 }
 
+/// Bits per element of a format storing `element_bits` per value plus one
+/// `scale_bits` scale per group of `group` values along each row (0 = one
+/// per row; a row's shorter last group stores a scale too).
+///
+/// ```
+/// // INT4 with a 16-bit scale per group of 32 on 4096-wide rows:
+/// let b = sdk::rows::grouped_bits(4.0, 16, 4096, 32);
+/// assert_eq!(b.total(), 4.5);
+/// ```
+pub fn grouped_bits(element_bits: f64, scale_bits: u32, cols: usize, group: usize) -> crate::Bits {
+    let cols = cols.max(1);
+    let glen = group_len(cols, group);
+    crate::Bits::elements(element_bits).plus(
+        format!("scale ({scale_bits}-bit) per {glen}"),
+        (scale_bits as usize * groups_per_row(cols, group)) as f64 / cols as f64,
+    )
+}
+
 /// Checks that a tensor's slices have the lengths its shape says.
 pub fn check(t: &Tensor<'_>) -> Result<()> {
     let n = t.shape.len();

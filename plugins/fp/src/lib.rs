@@ -78,13 +78,7 @@ impl Format for Fp {
     }
 
     fn bits(&self, shape: Shape) -> Bits {
-        let cols = shape.cols.max(1);
-        let glen = rows::group_len(cols, self.group);
-        let per_row = rows::groups_per_row(cols, self.group);
-        Bits::elements(self.format.bits() as f64).plus(
-            format!("scale ({}-bit) per {glen}", self.scale_bits),
-            (self.scale_bits as usize * per_row) as f64 / cols as f64,
-        )
+        rows::grouped_bits(self.format.bits() as f64, self.scale_bits, shape.cols, self.group)
     }
 
     fn family(&self) -> Family {
@@ -268,42 +262,5 @@ mod tests {
         for (name, want) in ORACLES {
             estimate_on(&*preset::<FpKind>(name), shape, &tensors).assert_close(name, want);
         }
-    }
-
-    /// Throughput; run with
-    /// `cargo test --release -p plugin-fp -- --ignored --nocapture throughput`.
-    #[test]
-    #[ignore]
-    fn throughput() {
-        let shape = Shape::new(256, 4096);
-        let x = gaussian(shape.len(), 1);
-        let mut y = vec![0.0; x.len()];
-        for name in ["e2m1", "e4m3"] {
-            let f = preset::<FpKind>(name);
-            // Best of 15 calls: the machine is shared, the best is the least disturbed.
-            let mut best = f64::INFINITY;
-            for s in 0..15 {
-                let t0 = std::time::Instant::now();
-                f.compress(Tensor { input: &x, output: &mut y, mask: None, shape, seed: s }).unwrap();
-                best = best.min(t0.elapsed().as_secs_f64());
-            }
-            println!("{name}: {:.0} M values/s on one core", x.len() as f64 / best / 1e6);
-        }
-        let best = |f: &mut dyn FnMut()| {
-            (0..15)
-                .map(|_| {
-                    let t0 = std::time::Instant::now();
-                    f();
-                    t0.elapsed().as_secs_f64()
-                })
-                .fold(f64::INFINITY, f64::min)
-        };
-        let mf = Minifloat::standard(2, 1).unwrap();
-        let t = best(&mut || mf.quantize(std::hint::black_box(&x), &mut y, 0.5));
-        println!("E2M1 kernel alone: {:.0} M values/s", x.len() as f64 / t / 1e6);
-        let t = best(&mut || {
-            std::hint::black_box(sdk::scale::sum_sq(std::hint::black_box(&x)));
-        });
-        println!("sum of squares alone: {:.0} M values/s", x.len() as f64 / t / 1e6);
     }
 }

@@ -155,13 +155,7 @@ impl Format for Int {
     }
 
     fn bits(&self, shape: Shape) -> Bits {
-        let cols = shape.cols.max(1);
-        let glen = rows::group_len(cols, self.group);
-        let per_row = rows::groups_per_row(cols, self.group);
-        Bits::elements(self.bits as f64).plus(
-            format!("scale ({}-bit) per {glen}", self.scale_bits),
-            (self.scale_bits as usize * per_row) as f64 / cols as f64,
-        )
+        rows::grouped_bits(self.bits as f64, self.scale_bits, shape.cols, self.group)
     }
 
     fn family(&self) -> Family {
@@ -421,27 +415,6 @@ mod tests {
         }
         for (name, want) in [("int4-absmax-g32", 9.4082e-3), ("int4-absmax-g128", 1.37485e-2)] {
             estimate_on(&*preset::<IntKind>(name), shape, &tensors).assert_close(name, want);
-        }
-    }
-
-    /// Throughput of the hot presets; run with
-    /// `cargo test --release -p plugin-int -- --ignored --nocapture throughput`.
-    #[test]
-    #[ignore]
-    fn throughput() {
-        let shape = Shape::new(256, 4096);
-        let x = gaussian(shape.len(), 1);
-        let mut y = vec![0.0; x.len()];
-        for name in ["int4-absmax-g32", "int4-absmax-g128", "int4", "int8"] {
-            let f = preset::<IntKind>(name);
-            // Best of 15 calls: the machine is shared, the best is the least disturbed.
-            let mut best = f64::INFINITY;
-            for s in 0..15 {
-                let t0 = std::time::Instant::now();
-                f.compress(Tensor { input: &x, output: &mut y, mask: None, shape, seed: s }).unwrap();
-                best = best.min(t0.elapsed().as_secs_f64());
-            }
-            println!("{name}: {:.0} M values/s on one core", x.len() as f64 / best / 1e6);
         }
     }
 }

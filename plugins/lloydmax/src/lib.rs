@@ -45,13 +45,7 @@ impl Format for LloydMax {
     }
 
     fn bits(&self, shape: Shape) -> Bits {
-        let cols = shape.cols.max(1);
-        let glen = rows::group_len(cols, self.group);
-        let per_row = rows::groups_per_row(cols, self.group);
-        Bits::elements(self.bits as f64).plus(
-            format!("scale ({}-bit) per {glen}", self.scale_bits),
-            (self.scale_bits as usize * per_row) as f64 / cols as f64,
-        )
+        rows::grouped_bits(self.bits as f64, self.scale_bits, shape.cols, self.group)
     }
 
     fn family(&self) -> Family {
