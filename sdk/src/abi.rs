@@ -217,9 +217,9 @@ pub mod __private {
 #[macro_export]
 macro_rules! export_plugin {
     (name: $name:expr, kinds: [$($kind:ty),+ $(,)?] $(,)?) => {
-        #[doc(hidden)]
-        pub mod __sdk_export {
-            use super::*;
+        // An anonymous const block: its items see the caller's scope (a
+        // crate root or a function body) without being nameable from it.
+        const _: () = {
             use $crate::abi::__private as p;
 
             fn registry() -> &'static $crate::plugin::Registry {
@@ -253,7 +253,7 @@ macro_rules! export_plugin {
                     p::CheckTypeLayout::Yes,
                 )
             };
-        }
+        };
     };
 }
 

@@ -89,12 +89,8 @@
 //!
 //! sdk::export_plugin!(name: "toy", kinds: [ToyKind]);
 //!
-//! # // An explicit `main` keeps the items above at the crate root, where the
-//! # // export macro's `use super::*` finds them.
-//! # fn main() {
 //! // The conformance kit, as the plugin's own test would call it:
 //! sdk::testing::check_kind::<ToyKind>();
-//! # }
 //! ```
 #![deny(missing_docs)]
 
@@ -117,6 +113,11 @@ pub use error::{Error, Result};
 pub use format::{Bits, BitsPart, Family, Format, Shape, Tensor};
 pub use params::Params;
 pub use plugin::{Kind, Preset};
+
+/// The README's "write your first format" walkthrough, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
 
 /// Version of this SDK. Plugins built against a different interface are
 /// refused by the host with a one-line "rebuild it" message.
