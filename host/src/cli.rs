@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use sdk::Shape;
-use sdk::abi::RemoteFormat;
 
 use crate::engine::{self, Config, Subject};
+use crate::format::{HostFormat, OutlierParams, Outliers, Then};
 use crate::law::{DEFAULT_LAW, Law};
 use crate::loader::{self, Loaded};
 use crate::rank::{self, BitsRow, Budget, By, Entry};
@@ -37,6 +37,8 @@ pub enum Command {
     Rank(RankArgs),
     /// Measure GMSE Monte Carlo throughput (samples/s) through the plugin ABI.
     Bench(BenchArgs),
+    /// Apply a format to real tensors (.safetensors or .npy) and report its error per tensor.
+    Apply(crate::apply::ApplyArgs),
     /// Print the built-in default law file (copy it to make your own).
     Law,
 }
@@ -69,6 +71,11 @@ pub struct MeasureArgs {
     /// Shape of each Gaussian tensor, ROWSxCOLS (per-row and per-tensor statistics depend on it).
     #[arg(long, default_value = "256x4096", value_parser = parse_shape)]
     pub shape: Shape,
+    /// What the tensors are drawn from, all at unit variance: `gaussian`, `laplace`, `student-t:NU`
+    /// (NU > 2), `logistic`, or `file:W.safetensors` / `file:W.npy` (the file's 2-D tensors, each
+    /// scaled to unit RMS, used in turn with their own shapes; `--shape` is then ignored).
+    #[arg(long, default_value = "gaussian", value_name = "DIST")]
+    pub dist: String,
 }
 
 /// `host rank`.
@@ -163,14 +170,61 @@ pub fn load(paths: &[PathBuf], verbose: bool) -> Vec<Loaded> {
 pub struct Prepared {
     /// SPEC as given.
     pub spec: String,
-    /// Plugin name.
+    /// Plugin name (`a+b` for a composition).
     pub plugin: String,
-    /// Kind name.
+    /// Kind name (`a+b` for a composition).
     pub kind: String,
     /// The built format.
-    pub format: RemoteFormat,
+    pub format: Box<dyn HostFormat>,
     /// What it says about itself for the measured shape.
     pub info: sdk::plugin::FormatInfo,
+    /// For `A+B` (independent compressions): the SPECs of `A` and `B`, whose
+    /// capacities the product rule multiplies (DESIGN.md 2.3).
+    pub parts: Vec<String>,
+}
+
+/// One part of a SPEC, built: the format, its plugin name and its kind.
+type Part = (Box<dyn HostFormat>, String, String);
+
+fn build_part(libs: &[Loaded], part: &str) -> Result<Part, String> {
+    let r = spec::resolve(libs, part)?;
+    let lib = &libs[r.plugin];
+    let plugin = lib.lib.info.name.clone();
+    let f = lib
+        .lib
+        .instantiate(&r.kind, &r.params)
+        .map_err(|e| format!("format `{part}` (plugin `{plugin}`, kind `{}`): {e}", r.kind))?;
+    Ok((Box::new(f), plugin, r.kind))
+}
+
+/// Builds a SPEC: one part, `A+B`, or `outliers:...+B`.
+fn build(libs: &[Loaded], s: &str) -> Result<Part, String> {
+    let parts = spec::split_parts(s);
+    let is_outliers = |p: &str| p.split(':').next().map(str::trim) == Some("outliers");
+    match parts.as_slice() {
+        [one] if is_outliers(one) => {
+            Err(format!("format `{s}`: `outliers` needs a format for the rest, e.g. `outliers:p=0.01+int4`"))
+        }
+        [one] => build_part(libs, one),
+        [a, b] if is_outliers(a) => {
+            let table = spec::parse_overrides(a.split_once(':').map(|x| x.1).unwrap_or(""))
+                .map_err(|e| format!("format `{s}`: {e}"))?;
+            let p = <OutlierParams as sdk::Params>::from_table(&table)
+                .map_err(|e| format!("format `{s}` (outliers): {e}"))?;
+            if !(0.0..1.0).contains(&p.p) {
+                return Err(format!("format `{s}` (outliers): parameter `p`: must be in [0, 1) (got {})", p.p));
+            }
+            let (inner, plugin, kind) = build_part(libs, b)?;
+            let f = Outliers { fraction: p.p, value_bits: p.value_bits, inner };
+            Ok((Box::new(f), format!("host+{plugin}"), format!("outliers+{kind}")))
+        }
+        [a, b] => {
+            let (first, pa, ka) = build_part(libs, a)?;
+            let (second, pb, kb) = build_part(libs, b)?;
+            Ok((Box::new(Then { first, second }), format!("{pa}+{pb}"), format!("{ka}+{kb}")))
+        }
+        _ => Err(format!("format `{s}`: compose at most two formats (`A+B`)")),
+    }
 }
 
 /// Resolves and builds the selected formats, printing one line per failure.
@@ -180,31 +234,25 @@ pub fn prepare(libs: &[Loaded], specs: &[String], shape: Shape) -> Vec<Prepared>
     } else {
         specs.to_vec()
     };
-    let mut out = Vec::new();
-    for s in &specs {
-        let r = match spec::resolve(libs, s) {
-            Ok(r) => r,
-            Err(e) => {
-                warn(e);
-                continue;
-            }
-        };
-        let lib = &libs[r.plugin];
-        let plugin = lib.lib.info.name.clone();
-        let built = lib.lib.instantiate(&r.kind, &r.params).and_then(|f| f.info(shape).map(|i| (f, i)));
-        match built {
-            Ok((format, info)) => {
-                let bits = info.bits.total();
-                if !(bits.is_finite() && bits > 0.0) {
-                    warn(format!("format `{s}` (plugin `{plugin}`): reports {bits} bits per element; skipped"));
-                    continue;
-                }
-                out.push(Prepared { spec: r.spec, plugin, kind: r.kind, format, info })
-            }
-            Err(e) => warn(format!("format `{s}` (plugin `{plugin}`, kind `{}`): {e}", r.kind)),
-        }
+    // Built in parallel (some formats build tables or train codebooks);
+    // failures are printed in SPEC order.
+    use rayon::prelude::*;
+    let built: Vec<Result<Prepared, String>> = specs.par_iter().map(|s| prepare_one(libs, s, shape)).collect();
+    built.into_iter().filter_map(|r| r.map_err(warn).ok()).collect()
+}
+
+fn prepare_one(libs: &[Loaded], s: &str, shape: Shape) -> Result<Prepared, String> {
+    let (format, plugin, kind) = build(libs, s)?;
+    let info = format.info(shape).map_err(|e| format!("format `{s}` (plugin `{plugin}`, kind `{kind}`): {e}"))?;
+    let bits = info.bits.total();
+    if !(bits.is_finite() && bits > 0.0) {
+        return Err(format!("format `{s}` (plugin `{plugin}`): reports {bits} bits per element; skipped"));
     }
-    out
+    let parts = match spec::split_parts(s).as_slice() {
+        [a, b] if !kind.starts_with("outliers+") => vec![a.to_string(), b.to_string()],
+        _ => vec![],
+    };
+    Ok(Prepared { spec: s.trim().to_string(), plugin, kind, format, info, parts })
 }
 
 /// Runs `f` on a pool of `threads` threads (or the global pool).
@@ -238,12 +286,25 @@ fn run_rank(a: RankArgs, verbose: bool) -> Result<(), String> {
         return Err("no plugin could be loaded from the given paths".into());
     }
     let m = &a.measure;
-    let prepared = prepare(&libs, &m.formats, m.shape);
+    let dist = crate::dist::Dist::parse(&m.dist)?;
+    let mut prepared = prepare(&libs, &m.formats, dist.shape(0, m.shape));
     if prepared.is_empty() {
         return Err("no format could be built; nothing to rank".into());
     }
+    // The parts of compositions are measured too (on the same tensors), for
+    // the product rule; those the user did not select are not ranked.
+    let ranked = prepared.len();
+    let missing: std::collections::BTreeSet<String> = prepared
+        .iter()
+        .flat_map(|p| p.parts.iter())
+        .filter(|part| !prepared.iter().any(|p| &p.spec == *part))
+        .cloned()
+        .collect();
+    prepared.extend(prepare(&libs, &missing.into_iter().collect::<Vec<_>>(), dist.shape(0, m.shape)));
+    dist.average_bits(&mut prepared);
     let cfg = Config {
         shape: m.shape,
+        dist: dist.clone(),
         seed: m.seed,
         target_rse: a.target_rse,
         max_samples: a.max_samples,
@@ -262,8 +323,13 @@ fn run_rank(a: RankArgs, verbose: bool) -> Result<(), String> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    let alone: std::collections::HashMap<String, (String, f64)> = prepared
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(p, o)| Some((p.spec.clone(), (p.info.family.as_str().to_string(), o.as_ref().ok()?.gmse))))
+        .collect();
     let mut entries = Vec::new();
-    for (p, o) in prepared.into_iter().zip(outcomes) {
+    for (p, o) in prepared.into_iter().zip(outcomes).take(ranked) {
         match o {
             Ok(m) => {
                 if !m.reached_target && a.samples.is_none() {
@@ -289,6 +355,11 @@ fn run_rank(a: RankArgs, verbose: bool) -> Result<(), String> {
                         .iter()
                         .map(|b| BitsRow { what: b.what.clone(), bits: b.bits })
                         .collect(),
+                    parts: p
+                        .parts
+                        .iter()
+                        .filter_map(|s| alone.get(s).map(|(f, g)| (s.clone(), f.clone(), *g)))
+                        .collect(),
                     m,
                 })
             }
@@ -300,14 +371,23 @@ fn run_rank(a: RankArgs, verbose: bool) -> Result<(), String> {
     }
     let rows = rank::rank(entries, &law, a.by, budget);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?);
+        let mut v = serde_json::to_value(&rows).map_err(|e| e.to_string())?;
+        for r in v.as_array_mut().into_iter().flatten() {
+            r["dist"] = dist.name().into();
+        }
+        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?);
     } else if a.csv {
         print!("{}", output::ranking_csv(&rows));
     } else {
         println!(
-            "# {} formats on {} N(0,1) tensors, seed {}, ranked by {}; law `{}` ({})",
+            "# {} formats on {}, dist {}, seed {}, ranked by {}; law `{}` ({})",
             rows.len(),
-            m.shape,
+            match &dist {
+                crate::dist::Dist::Gaussian => format!("{} N(0,1) tensors", m.shape),
+                crate::dist::Dist::File(f) => format!("{} file tensors at unit RMS (normalized MSE)", f.tensors.len()),
+                _ => format!("{} unit-variance tensors", m.shape),
+            },
+            dist.name(),
             m.seed,
             clap::ValueEnum::to_possible_value(&a.by).map(|v| v.get_name().to_string()).unwrap_or_default(),
             law.name,
@@ -316,6 +396,17 @@ fn run_rank(a: RankArgs, verbose: bool) -> Result<(), String> {
         print!("{}", output::ranking_table(&rows, a.by == By::Loss));
         println!("# front: on the Pareto front of (bits, GMSE); vs LM: GMSE / Lloyd-Max GMSE at the same bits;");
         println!("# P(>next): probability that the format truly ranks above the next one (paired tensors).");
+        for r in rows.iter().filter(|r| r.rho_product.is_some()) {
+            let parts: Vec<String> = r.parts.iter().map(|p| format!("rho({}) {:.4}", p.format, p.rho)).collect();
+            println!(
+                "# {}: rho {:.4} from its own GMSE ({} curve); product rule (DESIGN 2.3): {} = {:.4}",
+                r.format,
+                r.rho,
+                r.family,
+                parts.join(" x "),
+                r.rho_product.unwrap_or(f64::NAN)
+            );
+        }
         if rows.iter().any(|r| r.family_fallback) {
             println!("# family*: no curve for this family in the law; the scalar curve was used.");
         }
@@ -395,6 +486,7 @@ pub fn main() -> i32 {
         Command::List(a) => run_list(a, verbose),
         Command::Rank(a) => run_rank(a, verbose),
         Command::Bench(a) => bench::run(a, verbose),
+        Command::Apply(a) => crate::apply::run(a, verbose),
         Command::Law => {
             print!("{DEFAULT_LAW}");
             Ok(())

@@ -2,6 +2,8 @@
 //! every selected format on it (common random numbers), accumulate per-tensor
 //! MSE in f64, stop each format at a target relative standard error.
 //!
+//! Tensors come from [`Config::dist`] (default N(0, 1); see [`crate::dist`]).
+//!
 //! Invariants:
 //! - tensor `t` depends only on (seed, t); a format's GMSE is the same alone or
 //!   beside others, and with any thread count (work is done in fixed rounds of
@@ -13,6 +15,7 @@
 use rayon::prelude::*;
 use sdk::Shape;
 
+use crate::dist::Dist;
 use crate::sampler;
 
 /// Tensors per round; results depend on it, never on the thread count.
@@ -24,25 +27,19 @@ pub trait Subject: Sync {
     fn with_output(&self, x: &[f32], shape: Shape, seed: u64, f: &mut dyn FnMut(&[f32])) -> Result<(), String>;
 }
 
-impl Subject for sdk::abi::RemoteFormat {
+impl<T: crate::format::HostFormat + ?Sized> Subject for T {
     fn with_output(&self, x: &[f32], shape: Shape, seed: u64, f: &mut dyn FnMut(&[f32])) -> Result<(), String> {
-        thread_local! {
-            static BUFS: std::cell::RefCell<sdk::abi::Buffers> = std::cell::RefCell::default();
-        }
-        BUFS.with(|b| {
-            let mut b = b.borrow_mut();
-            self.compress(x, shape, seed, &mut b, false)?;
-            f(b.output());
-            Ok(())
-        })
+        self.run(x, shape, seed, false, &mut |y, _| f(y))
     }
 }
 
 /// How much to sample.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Tensor shape.
+    /// Tensor shape (of sampled tensors; file tensors keep their own).
     pub shape: Shape,
+    /// What the tensors are drawn from (default N(0, 1)).
+    pub dist: Dist,
     /// Run seed.
     pub seed: u64,
     /// Stop a format once its standard error / GMSE is below this.
@@ -55,7 +52,14 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { shape: Shape::new(256, 4096), seed: 0, target_rse: 1e-3, max_samples: 1 << 30, fixed_samples: None }
+        Config {
+            shape: Shape::new(256, 4096),
+            dist: Dist::Gaussian,
+            seed: 0,
+            target_rse: 1e-3,
+            max_samples: 1 << 30,
+            fixed_samples: None,
+        }
     }
 }
 
@@ -75,7 +79,7 @@ pub struct Measurement {
 }
 
 impl Measurement {
-    fn from_values(per_tensor: Vec<f64>, shape: Shape, target: f64) -> Measurement {
+    fn from_values(per_tensor: Vec<f64>, samples: u64, target: f64) -> Measurement {
         let n = per_tensor.len() as f64;
         // Welford, in tensor order.
         let (mut mean, mut m2) = (0.0f64, 0.0f64);
@@ -86,13 +90,7 @@ impl Measurement {
         }
         let stderr = if n > 1.0 { (m2 / (n - 1.0)).sqrt() / n.sqrt() } else { f64::INFINITY };
         let rse = if mean > 0.0 { stderr / mean } else { 0.0 };
-        Measurement {
-            gmse: mean,
-            stderr,
-            samples: per_tensor.len() as u64 * shape.len() as u64,
-            per_tensor,
-            reached_target: rse <= target,
-        }
+        Measurement { gmse: mean, stderr, samples, per_tensor, reached_target: rse <= target }
     }
 
     /// Relative standard error.
@@ -130,10 +128,12 @@ pub type Outcome = Result<Measurement, String>;
 /// is called after each round.
 pub fn measure(subjects: &[&dyn Subject], cfg: &Config, progress: &mut dyn FnMut(usize, usize, u64)) -> Vec<Outcome> {
     let k = subjects.len();
-    let len = cfg.shape.len();
-    let per_tensor_cap = |samples: u64| samples.div_ceil(len as u64).max(2) as usize;
+    // Elements of tensor t (file tensors have shapes of their own).
+    let samples_in = |n: usize| cfg.dist.samples_in(n as u64, cfg.shape);
+    let per_tensor_cap = |samples: u64| cfg.dist.tensors_for(samples, cfg.shape).max(2) as usize;
     let fixed = cfg.fixed_samples.map(per_tensor_cap);
     let cap = per_tensor_cap(cfg.max_samples);
+    let min = cfg.dist.min_tensors().min(cap);
     let mut values: Vec<Vec<f64>> = vec![Vec::new(); k];
     let mut failed: Vec<Option<String>> = vec![None; k];
     let mut done = vec![false; k];
@@ -151,18 +151,25 @@ pub fn measure(subjects: &[&dyn Subject], cfg: &Config, progress: &mut dyn FnMut
                 }
                 INPUT.with(|buf| {
                     let mut x = buf.borrow_mut();
+                    let shape = cfg.dist.shape(t as u64, cfg.shape);
+                    let len = shape.len();
                     x.resize(len, 0.0);
-                    sampler::fill_normal(cfg.seed, t as u64, &mut x);
+                    cfg.dist.fill(cfg.seed, t as u64, &mut x);
                     let seed = sampler::tensor_seed(cfg.seed ^ 0x5EED, t as u64);
                     active
                         .iter()
                         .map(|&i| {
                             let mut sum = f64::NAN;
-                            subjects[i].with_output(&x, cfg.shape, seed, &mut |y| sum = squared_error(&x, y))?;
+                            subjects[i].with_output(&x, shape, seed, &mut |y| sum = squared_error(&x, y))?;
                             if !sum.is_finite() {
-                                return Err(
-                                    "produced non-finite values (NaN or infinity) on Gaussian input".to_string()
-                                );
+                                return Err(format!(
+                                    "produced non-finite values (NaN or infinity) on {} input",
+                                    if matches!(cfg.dist, Dist::Gaussian) {
+                                        "Gaussian".into()
+                                    } else {
+                                        cfg.dist.name()
+                                    }
+                                ));
                             }
                             Ok(sum / len as f64)
                         })
@@ -192,12 +199,13 @@ pub fn measure(subjects: &[&dyn Subject], cfg: &Config, progress: &mut dyn FnMut
             done[i] = match fixed {
                 Some(f) => n >= f,
                 None => {
-                    n >= cap || Measurement::from_values(values[i].clone(), cfg.shape, cfg.target_rse).reached_target
+                    n >= cap
+                        || (n >= min && Measurement::from_values(values[i].clone(), 0, cfg.target_rse).reached_target)
                 }
             };
         }
         let finished = done.iter().filter(|d| **d).count();
-        let samples: u64 = values.iter().map(|v| v.len() as u64 * len as u64).sum();
+        let samples: u64 = values.iter().map(|v| samples_in(v.len())).sum();
         progress(finished, k, samples);
     }
     values
@@ -209,7 +217,8 @@ pub fn measure(subjects: &[&dyn Subject], cfg: &Config, progress: &mut dyn FnMut
                 if let Some(f) = fixed {
                     v.truncate(f);
                 }
-                Ok(Measurement::from_values(v, cfg.shape, cfg.target_rse))
+                let samples = samples_in(v.len());
+                Ok(Measurement::from_values(v, samples, cfg.target_rse))
             }
         })
         .collect()
@@ -265,6 +274,28 @@ mod tests {
         let c = Config { fixed_samples: Some(3 * 16 * 1024), ..cfg() };
         let out = measure(&[&Rounder(0.5)], &c, &mut |_, _, _| {});
         assert_eq!(out[0].as_ref().unwrap().per_tensor.len(), 3);
+    }
+
+    /// File tensors keep their shapes; a precision-stopped run covers the file.
+    #[test]
+    fn file_tensors_with_their_own_shapes() {
+        struct ShapeCheck;
+        impl Subject for ShapeCheck {
+            fn with_output(&self, x: &[f32], s: Shape, _: u64, f: &mut dyn FnMut(&[f32])) -> Result<(), String> {
+                assert_eq!(x.len(), s.len());
+                f(&vec![0.0; x.len()]); // error = the tensor itself: MSE 1 at unit RMS
+                Ok(())
+            }
+        }
+        let shapes = [Shape::new(2, 8), Shape::new(3, 4), Shape::new(1, 4)];
+        let signs = |n: usize| (0..n).map(|j| if j % 2 == 0 { 1.0 } else { -1.0 }).collect();
+        let tensors = shapes.iter().map(|&s| (format!("{s}"), s, signs(s.len()))).collect();
+        let file = crate::dist::FileTensors { path: "w.npy".into(), tensors };
+        let c = Config { dist: Dist::File(std::sync::Arc::new(file)), target_rse: 1.0, ..cfg() };
+        let m = measure(&[&ShapeCheck], &c, &mut |_, _, _| {}).remove(0).unwrap();
+        assert_eq!(m.per_tensor, vec![1.0; ROUND]);
+        // Two full passes (16 + 12 + 4 elements each) and two more tensors.
+        assert_eq!(m.samples, 2 * 32 + 16 + 12);
     }
 
     #[test]

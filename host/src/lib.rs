@@ -2,12 +2,16 @@
 //! the Monte Carlo GMSE engine, scaling laws, ranking and output.
 //! `main.rs` only calls [`cli::main`].
 
+pub mod apply;
 pub mod bench;
 pub mod cli;
+pub mod dist;
 pub mod engine;
+pub mod format;
 pub mod law;
 pub mod loader;
 pub mod output;
 pub mod rank;
 pub mod sampler;
 pub mod spec;
+pub mod tensorio;

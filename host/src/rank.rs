@@ -53,8 +53,23 @@ pub struct Entry {
     pub bits: f64,
     /// The parts of `bits`.
     pub bits_parts: Vec<BitsRow>,
+    /// For a composition `A+B`: each part's SPEC, family and GMSE measured alone.
+    pub parts: Vec<(String, String, f64)>,
     /// Its measurement.
     pub m: Measurement,
+}
+
+/// A part of a composition, measured alone.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartRow {
+    /// The part's SPEC.
+    pub format: String,
+    /// Its family.
+    pub family: String,
+    /// Its GMSE alone.
+    pub gmse: f64,
+    /// Its capacity alone.
+    pub rho: f64,
 }
 
 /// One ranked format, as printed and as serialized to JSON.
@@ -104,6 +119,11 @@ pub struct Row {
     pub predicted_loss: Option<f64>,
     /// Probability that this format truly ranks above the next one.
     pub confidence_vs_next: Option<f64>,
+    /// For a composition `A+B`: the parts measured alone.
+    pub parts: Vec<PartRow>,
+    /// For a composition: rho(A) * rho(B), the product rule of DESIGN.md 2.3,
+    /// to set beside `rho` (from the composition's own GMSE).
+    pub rho_product: Option<f64>,
 }
 
 /// Lloyd-Max GMSE at a possibly fractional bit count: exact at whole bits,
@@ -150,12 +170,17 @@ pub fn rank(entries: Vec<Entry>, law: &Law, by: By, budget: Option<Budget>) -> V
             .then(ea.bits.total_cmp(&eb.bits))
             .then(ea.format.cmp(&eb.format))
     });
+    // Formats whose bits are an equivalent rate rather than storage (the
+    // noise predictor) are never on the front and never push others off it.
+    let stored = |e: &Entry| !e.bits_parts.iter().any(|p| p.what.starts_with("equivalent"));
     let pareto: Vec<bool> = entries
         .iter()
         .map(|e| {
-            !entries
-                .iter()
-                .any(|o| o.bits <= e.bits && o.m.gmse <= e.m.gmse && (o.bits < e.bits || o.m.gmse < e.m.gmse))
+            stored(e)
+                && !entries
+                    .iter()
+                    .filter(|o| stored(o))
+                    .any(|o| o.bits <= e.bits && o.m.gmse <= e.m.gmse && (o.bits < e.bits || o.m.gmse < e.m.gmse))
         })
         .collect();
     let confidence = |a: &Entry, b: &Entry| -> Option<f64> {
@@ -205,6 +230,17 @@ pub fn rank(entries: Vec<Entry>, law: &Law, by: By, budget: Option<Budget>) -> V
             pareto: pareto[i],
             predicted_loss: budget.filter(|_| by == By::Loss).map(|b| law.loss(b.params, b.tokens, rho)),
             confidence_vs_next: order.get(pos + 1).and_then(|&j| confidence(e, &entries[j])),
+            parts: e
+                .parts
+                .iter()
+                .map(|(format, family, gmse)| PartRow {
+                    format: format.clone(),
+                    family: family.clone(),
+                    gmse: *gmse,
+                    rho: law.rho(family, *gmse),
+                })
+                .collect(),
+            rho_product: (e.parts.len() == 2).then(|| e.parts.iter().map(|(_, f, g)| law.rho(f, *g)).product()),
         });
     }
     rows
@@ -226,6 +262,7 @@ mod tests {
             label: None,
             bits,
             bits_parts: vec![],
+            parts: vec![],
             m: Measurement { gmse, stderr: 1e-4, samples: 0, per_tensor, reached_target: true },
         }
     }

@@ -2,6 +2,8 @@
 //!
 //! Values are read as TOML (`4`, `0.5`, `true`, `"x"`, `[1, 2]`); a bare word
 //! that is not TOML is taken as a string, so `rule=absmax` works unquoted.
+//! Two SPECs joined by `+` compose (`sparse-2of4+int4`, `outliers:p=0.01+int4`;
+//! see [`crate::format`]).
 
 use sdk::params::{Table, Value};
 use sdk::plugin::parse_inline_table;
@@ -39,6 +41,33 @@ fn split_pairs(s: &str) -> Vec<&str> {
     }
     out.push(&s[start..]);
     out.into_iter().filter(|p| !p.trim().is_empty()).collect()
+}
+
+/// Splits a SPEC into the parts of a composition: at top-level `+` signs
+/// followed by a letter (so `1e+3` in a value is not split).
+pub fn split_parts(spec: &str) -> Vec<&str> {
+    let (mut depth, mut start, mut quoted) = (0i32, 0usize, false);
+    let mut out = Vec::new();
+    let bytes = spec.as_bytes();
+    for (i, c) in spec.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '[' | '{' if !quoted => depth += 1,
+            ']' | '}' if !quoted => depth -= 1,
+            '+' if depth == 0 && !quoted && next_word(&bytes[i + 1..]) => {
+                out.push(spec[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(spec[start..].trim());
+    out
+}
+
+/// True when `rest` starts (after spaces) with a letter: the start of a SPEC.
+fn next_word(rest: &[u8]) -> bool {
+    rest.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| b.is_ascii_alphabetic())
 }
 
 /// Parses `key=value,...` into a table.
@@ -108,6 +137,17 @@ mod tests {
         check("rule=absmax,group=32", "group = 32\nrule = \"absmax\"");
         check("scale=0.5, hadamard=true", "hadamard = true\nscale = 0.5");
         check("levels=[1, 2.5],name=\"a,b\"", "levels = [1, 2.5]\nname = \"a,b\"");
+    }
+
+    #[test]
+    fn composition_parts() {
+        assert_eq!(split_parts("sparse-2of4+int4"), ["sparse-2of4", "int4"]);
+        assert_eq!(
+            split_parts("outliers:p=0.01 + int:bits=3,rule=absmax"),
+            ["outliers:p=0.01", "int:bits=3,rule=absmax"]
+        );
+        assert_eq!(split_parts("noise:mse=1e+3"), ["noise:mse=1e+3"]);
+        assert_eq!(split_parts("int4"), ["int4"]);
     }
 
     #[test]

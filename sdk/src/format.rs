@@ -69,7 +69,12 @@ impl std::fmt::Display for Family {
 /// One line of a bit budget: what is stored and how many bits it costs per element.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BitsPart {
-    /// What is stored, e.g. `"elements"`, `"scale (bf16 per 32)"`.
+    /// What is stored, e.g. `"elements"`, `"scale (bf16 per 32)"`. Convention:
+    /// the part that stores the element values themselves starts with
+    /// `elements` or names `values` (`"kept values (BF16)"`); everything else is
+    /// metadata. A composition `A+B` keeps `A`'s metadata and replaces its values
+    /// part by `B`'s bits. A format that stores nothing (a noise predictor)
+    /// names its one part `equivalent bits ...`; it is kept off the Pareto front.
     pub what: String,
     /// Its cost in bits per tensor element.
     pub bits: f64,
