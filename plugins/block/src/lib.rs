@@ -90,29 +90,7 @@ fn fixed_blocks<const B: usize>(x: &[f32], y: &mut [f32], op: &impl BlockOp) {
     }
 }
 
-/// Largest magnitude in `x` (0 for an empty slice; NaN skipped): the same
-/// 8-lane vectorized reduction as `sdk::scale::absmax`, but inlined into the
-/// per-block loop (the SDK's is an out-of-line call, which costs noticeably
-/// on blocks of 16 or 32 values).
-#[inline(always)]
-pub(crate) fn absmax(x: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let mut it = x.chunks_exact(8);
-    for c in &mut it {
-        for k in 0..8 {
-            let a = c[k].abs();
-            acc[k] = if a > acc[k] { a } else { acc[k] };
-        }
-    }
-    let mut w = 4;
-    while w > 0 {
-        for k in 0..w {
-            acc[k] = if acc[k + w] > acc[k] { acc[k + w] } else { acc[k] };
-        }
-        w /= 2;
-    }
-    it.remainder().iter().fold(acc[0], |m, v| if v.abs() > m { v.abs() } else { m })
-}
+pub(crate) use sdk::scale::absmax;
 
 /// Round-to-nearest-even onto `2^e` times a minifloat grid (saturating),
 /// with the magic-number trick and a magic constant per value: for `v` in
@@ -223,11 +201,6 @@ mod tests {
 
     #[test]
     fn bit_helpers() {
-        let x: Vec<f32> = (0..77).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.01).collect();
-        for n in [0, 5, 16, 32, 77] {
-            assert_eq!(absmax(&x[..n]), sdk::scale::absmax(&x[..n]));
-        }
-        assert_eq!(absmax(&[1.0, f32::NAN, -3.0]), 3.0);
         for e in -149..=127 {
             assert_eq!(pow2(e) as f64, 2f64.powi(e), "2^{e}");
         }

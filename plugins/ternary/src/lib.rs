@@ -78,22 +78,7 @@ fn scale_budget(b: Bits, scope: Scope, bits: u32, shape: Shape) -> Bits {
 
 /// `mean |x|` in `f64` (0 for an empty slice).
 fn mean_abs(x: &[f32]) -> f64 {
-    if x.is_empty() {
-        return 0.0;
-    }
-    let mut total = 0f64;
-    for block in x.chunks(1024) {
-        let mut acc = [0f32; 16];
-        let mut it = block.chunks_exact(16);
-        for c in &mut it {
-            for k in 0..16 {
-                acc[k] += c[k].abs();
-            }
-        }
-        total +=
-            acc.iter().map(|&v| v as f64).sum::<f64>() + it.remainder().iter().map(|v| v.abs() as f64).sum::<f64>();
-    }
-    total / x.len() as f64
+    if x.is_empty() { 0.0 } else { sdk::scale::sum_abs(x) / x.len() as f64 }
 }
 
 /// The slices one scale is computed over: the whole tensor or each row.
