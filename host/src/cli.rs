@@ -41,6 +41,9 @@ pub enum Command {
     Apply(crate::apply::ApplyArgs),
     /// Print the built-in default law file (copy it to make your own).
     Law,
+    /// Fit a scaling law (chinchilla, or unified with the tanh capacity form) to training runs in a CSV,
+    /// with bootstrap intervals. Partial: no logistic/decoupled/precision forms, no plots, no law-file output.
+    Fit(crate::fit::FitArgs),
 }
 
 /// `host list`.
@@ -487,6 +490,7 @@ pub fn main() -> i32 {
         Command::Rank(a) => run_rank(a, verbose),
         Command::Bench(a) => bench::run(a, verbose),
         Command::Apply(a) => crate::apply::run(a, verbose),
+        Command::Fit(a) => crate::fit::run(a),
         Command::Law => {
             print!("{DEFAULT_LAW}");
             Ok(())
