@@ -304,12 +304,9 @@ impl Format for Ternary {
     }
 
     fn bits(&self, shape: Shape) -> Bits {
-        let cols = shape.cols.max(1);
-        let glen = rows::group_len(cols, self.group);
-        Bits::default().plus(self.trit_what, self.trit_bits).plus(
-            format!("scale ({}-bit) per {glen}", self.scale_bits),
-            (self.scale_bits as usize * rows::groups_per_row(cols, self.group)) as f64 / cols as f64,
-        )
+        let mut b = rows::grouped_bits(self.trit_bits, self.scale_bits, shape.cols, self.group);
+        b.parts[0].what = self.trit_what.to_string();
+        b
     }
 
     fn family(&self) -> Family {

@@ -254,13 +254,7 @@ impl Codebook {
         let mut idx = [0u32; LANES];
         let stride = (P + 1) * LANES;
         for (j, blk) in self.search.chunks_exact(stride).enumerate() {
-            let mut d: [f32; LANES] = blk[..LANES].try_into().unwrap();
-            for (k, &yk) in y.iter().enumerate() {
-                let c: &[f32; LANES] = blk[(k + 1) * LANES..(k + 2) * LANES].try_into().unwrap();
-                for l in 0..LANES {
-                    d[l] += c[l] * yk;
-                }
-            }
+            let d = block_distances(blk, &y);
             let base = (j * LANES) as u32;
             for l in 0..LANES {
                 let better = d[l] < best[l];
@@ -354,6 +348,20 @@ struct Bounds {
     lower: Vec<f64>,
 }
 
+/// `||c||² - 2 c·x` for the `LANES` codewords of one search block (laid out
+/// as norms, then one row of `LANES` values per dimension); `y = -2 x`.
+#[inline(always)]
+fn block_distances<const P: usize>(blk: &[f32], y: &[f32; P]) -> [f32; LANES] {
+    let mut d: [f32; LANES] = blk[..LANES].try_into().unwrap();
+    for (k, &yk) in y.iter().enumerate() {
+        let c: &[f32; LANES] = blk[(k + 1) * LANES..(k + 2) * LANES].try_into().unwrap();
+        for l in 0..LANES {
+            d[l] += c[l] * yk;
+        }
+    }
+    d
+}
+
 impl Codebook {
     /// The two smallest values of `||c||² - 2 c·x` and the index of the
     /// smallest (same arithmetic and tie rule as [`Codebook::nearest`]).
@@ -364,13 +372,7 @@ impl Codebook {
         let mut idx = [0u32; LANES];
         let stride = (P + 1) * LANES;
         for (j, blk) in self.search.chunks_exact(stride).enumerate() {
-            let mut d: [f32; LANES] = blk[..LANES].try_into().unwrap();
-            for (k, &yk) in y.iter().enumerate() {
-                let c: &[f32; LANES] = blk[(k + 1) * LANES..(k + 2) * LANES].try_into().unwrap();
-                for l in 0..LANES {
-                    d[l] += c[l] * yk;
-                }
-            }
+            let d = block_distances(blk, &y);
             let base = (j * LANES) as u32;
             for l in 0..LANES {
                 // b2 = min(b2, max(b1, d)); b1 = min(b1, d), as plain selects.
