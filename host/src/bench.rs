@@ -44,8 +44,60 @@ fn timing(what: &str, part: &str, threads: usize, samples: u64, seconds: f64) ->
     }
 }
 
+/// Times a unified fit with bootstrap on `runs` synthetic runs, once per thread count.
+fn run_fit(a: &BenchArgs, runs: usize) -> Result<(), String> {
+    use crate::fit::{self, FitArgs, LawKind};
+    let truth = [15.44, 0.13, 355.5, 0.33, 1.3, 1.0, 0.41, 1.39];
+    let data = fit::synthetic_runs(&truth, runs, 0.004, 1);
+    let args = FitArgs {
+        runs: "synthetic".into(),
+        law: LawKind::Unified,
+        map: None,
+        filters: vec![],
+        fix: Some("alpha=0.13,beta=0.33,E=1.3,L=1".into()),
+        bound: None,
+        delta: 1e-3,
+        bootstrap: 1000,
+        seed: 0,
+        threads: None,
+        no_compare: true,
+        force: false,
+        json: false,
+        plot: None,
+        write_law: None,
+        plugins: vec![],
+    };
+    let mut out = Vec::new();
+    for &threads in &a.threads {
+        let t = Instant::now();
+        let rep = with_threads(Some(threads), || fit::report::build(&args, &data))??;
+        let seconds = t.elapsed().as_secs_f64();
+        out.push(serde_json::json!({
+            "what": format!("unified fit, {runs} runs, 1000 bootstrap resamples"),
+            "threads": threads,
+            "seconds": seconds,
+            "starts": rep.main.fit.starts,
+            "bootstrap_failed": rep.main.failed,
+        }));
+        if !a.json {
+            println!(
+                "unified fit of {runs} runs + 1000 bootstrap resamples, {threads} threads: {seconds:.3} s \
+                 ({} starts, {} failed resamples)",
+                rep.main.fit.starts, rep.main.failed
+            );
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
+    }
+    Ok(())
+}
+
 /// Runs the benchmark.
 pub fn run(a: BenchArgs, verbose: bool) -> Result<(), String> {
+    if let Some(runs) = a.fit {
+        return run_fit(&a, runs);
+    }
     let libs = load(&a.paths, verbose);
     let specs = if a.formats.is_empty() { vec!["int4-absmax-g32".into(), "e2m1".into()] } else { a.formats.clone() };
     let prepared = prepare(&libs, &specs, a.shape);

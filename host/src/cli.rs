@@ -41,8 +41,9 @@ pub enum Command {
     Apply(crate::apply::ApplyArgs),
     /// Print the built-in default law file (copy it to make your own).
     Law,
-    /// Fit a scaling law (chinchilla, or unified with the tanh capacity form) to training runs in a CSV,
-    /// with bootstrap intervals. Partial: no logistic/decoupled/precision forms, no plots, no law-file output.
+    /// Fit a scaling law to training runs (CSV or `host train --json` records): parameters with
+    /// bootstrap intervals, identifiability checks, all laws side by side, implied rho per format,
+    /// the factorization check, SVG plots, and a law file for `host rank --law`.
     Fit(crate::fit::FitArgs),
 }
 
@@ -122,8 +123,12 @@ pub struct RankArgs {
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Plugin libraries or folders, as for `rank`.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "fit")]
     pub paths: Vec<PathBuf>,
+    /// Time `host fit` instead: a unified fit (A, B, F, C free; alpha, beta, E, L fixed at the
+    /// paper's values) of this many synthetic runs, plus 1000 bootstrap resamples.
+    #[arg(long, value_name = "RUNS")]
+    pub fit: Option<usize>,
     /// Formats to time (default: int4-absmax-g32 and e2m1).
     #[arg(short, long = "format", value_name = "SPEC")]
     pub formats: Vec<String>,
@@ -256,6 +261,47 @@ fn prepare_one(libs: &[Loaded], s: &str, shape: Shape) -> Result<Prepared, Strin
         _ => vec![],
     };
     Ok(Prepared { spec: s.trim().to_string(), plugin, kind, format, info, parts })
+}
+
+/// Measures the GMSE of each SPEC on Gaussian tensors at the default shape and precision
+/// (for `host fit` runs that name formats but carry no GMSE).
+pub fn measure_specs(
+    paths: &[PathBuf],
+    specs: &[String],
+    threads: Option<usize>,
+    verbose: bool,
+) -> Result<std::collections::BTreeMap<String, Result<crate::fit::data::Measured, String>>, String> {
+    let libs = load(paths, verbose);
+    if libs.is_empty() {
+        return Err(format!(
+            "formats {} need their GMSE measured, but no plugin could be loaded from {} (use --plugins PATH)",
+            specs.join(", "),
+            paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let shape = Config::default().shape;
+    let mut out = std::collections::BTreeMap::new();
+    let mut prepared = Vec::new();
+    for s in specs {
+        match prepare_one(&libs, s, shape) {
+            Ok(p) => prepared.push(p),
+            Err(e) => {
+                out.insert(s.clone(), Err(e));
+            }
+        }
+    }
+    let cfg = Config::default();
+    let subjects: Vec<&dyn Subject> = prepared.iter().map(|p| &p.format as &dyn Subject).collect();
+    let outcomes = with_threads(threads, || engine::measure(&subjects, &cfg, &mut |_, _, _| {}))?;
+    for (p, o) in prepared.iter().zip(outcomes) {
+        let m = o.map(|m| crate::fit::data::Measured {
+            gmse: m.gmse,
+            family: p.info.family.as_str().to_string(),
+            bits: p.info.bits.total(),
+        });
+        out.insert(p.spec.clone(), m);
+    }
+    Ok(out)
 }
 
 /// Runs `f` on a pool of `threads` threads (or the global pool).
@@ -490,7 +536,7 @@ pub fn main() -> i32 {
         Command::Rank(a) => run_rank(a, verbose),
         Command::Bench(a) => bench::run(a, verbose),
         Command::Apply(a) => crate::apply::run(a, verbose),
-        Command::Fit(a) => crate::fit::run(a),
+        Command::Fit(a) => crate::fit::run(a, verbose),
         Command::Law => {
             print!("{DEFAULT_LAW}");
             Ok(())

@@ -104,6 +104,9 @@ pub struct Law {
     pub e: f64,
     /// Curves by family name (`scalar`, `sparse`, `vector`, ...).
     pub families: BTreeMap<String, FamilyLaw>,
+    /// Bootstrap samples of fitted parameters (from `host fit --write-law`), by name: globals
+    /// as `A`, `alpha`, ...; family parameters as `F[scalar]`. Empty for hand-written laws.
+    pub samples: BTreeMap<String, Vec<f64>>,
 }
 
 #[derive(Deserialize, Serialize)]
@@ -133,6 +136,16 @@ struct LawFile {
     beta: f64,
     E: f64,
     families: BTreeMap<String, FamilyFile>,
+    /// Written by `host fit`: data, method, intervals and bootstrap samples.
+    fit: Option<FitSection>,
+}
+
+#[derive(Deserialize)]
+struct FitSection {
+    #[serde(default)]
+    samples: BTreeMap<String, Vec<f64>>,
+    #[serde(flatten)]
+    _rest: BTreeMap<String, toml::Value>,
 }
 
 impl Law {
@@ -180,6 +193,7 @@ impl Law {
             beta: f.beta,
             e: f.E,
             families,
+            samples: f.fit.map(|x| x.samples).unwrap_or_default(),
         })
     }
 
@@ -194,6 +208,32 @@ impl Law {
     /// Capacity of a format of `family` with Gaussian MSE `gmse`.
     pub fn rho(&self, family: &str, gmse: f64) -> f64 {
         self.family(family).0.capacity.rho(gmse)
+    }
+
+    /// rho of `family` at `gmse` under each bootstrap sample of the law (None without samples
+    /// for that family's curve). Parameters without samples keep their fitted value.
+    pub fn rho_samples(&self, family: &str, gmse: f64) -> Option<Vec<f64>> {
+        let (fam, fallback) = self.family(family);
+        let name = if fallback { "scalar" } else { family };
+        let get = |p: &str| self.samples.get(&format!("{p}[{name}]"));
+        let count = ["L", "F", "C", "A", "B"].iter().filter_map(|p| get(p)).map(Vec::len).max()?;
+        let pick = |p: &str, i: usize, v: f64| get(p).and_then(|s| s.get(i)).copied().unwrap_or(v);
+        Some(
+            (0..count)
+                .map(|i| {
+                    let cap = match fam.capacity {
+                        Capacity::Tanh { l, f, c } => {
+                            Capacity::Tanh { l: pick("L", i, l), f: pick("F", i, f), c: pick("C", i, c) }
+                        }
+                        Capacity::Logistic { a, b } => Capacity::Logistic { a: pick("A", i, a), b: pick("B", i, b) },
+                        Capacity::Logistic10 { a, b } => {
+                            Capacity::Logistic10 { a: pick("A", i, a), b: pick("B", i, b) }
+                        }
+                    };
+                    cap.rho(gmse)
+                })
+                .collect(),
+        )
     }
 
     /// Predicted loss for `n` non-embedding parameters, `d` tokens, capacity `rho`.

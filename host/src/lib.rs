@@ -12,6 +12,7 @@ pub mod format;
 pub mod law;
 pub mod loader;
 pub mod output;
+pub mod plot;
 pub mod rank;
 pub mod sampler;
 pub mod spec;

@@ -56,6 +56,10 @@ pub fn ranking_table(rows: &[Row], show_loss: bool) -> String {
     if show_loss {
         headers.insert(7, "loss");
     }
+    let law_ci = rows.iter().any(|r| r.rho_law_ci68.is_some());
+    if law_ci {
+        headers.insert(6, "rho 68 % (law)");
+    }
     let body: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -75,6 +79,9 @@ pub fn ranking_table(rows: &[Row], show_loss: bool) -> String {
             if show_loss {
                 cells.insert(7, r.predicted_loss.map(|l| format!("{l:.4}")).unwrap_or_default());
             }
+            if law_ci {
+                cells.insert(6, r.rho_law_ci68.map(|(a, b)| format!("[{a:.4}, {b:.4}]")).unwrap_or_default());
+            }
             cells
         })
         .collect();
@@ -88,7 +95,7 @@ fn csv_field(s: &str) -> String {
 /// The ranking as CSV (one row per format; the bit breakdown as `what=bits;...`).
 pub fn ranking_csv(rows: &[Row]) -> String {
     let mut out = String::from(
-        "rank,format,plugin,kind,family,bits_per_element,bits_breakdown,gmse,gmse_stderr,samples,reached_target,rho,rho_low,rho_high,rho_per_bit,lloyd_max_gmse,gmse_vs_lloyd_max,pareto,predicted_loss,confidence_vs_next\n",
+        "rank,format,plugin,kind,family,bits_per_element,bits_breakdown,gmse,gmse_stderr,samples,reached_target,rho,rho_low,rho_high,rho_per_bit,lloyd_max_gmse,gmse_vs_lloyd_max,pareto,predicted_loss,confidence_vs_next,rho_law_lo68,rho_law_hi68,rho_law_lo95,rho_law_hi95\n",
     );
     let opt = |v: Option<f64>| v.map(|x| format!("{x:e}")).unwrap_or_default();
     for r in rows {
@@ -114,6 +121,10 @@ pub fn ranking_csv(rows: &[Row]) -> String {
             r.pareto.to_string(),
             opt(r.predicted_loss),
             opt(r.confidence_vs_next),
+            opt(r.rho_law_ci68.map(|c| c.0)),
+            opt(r.rho_law_ci68.map(|c| c.1)),
+            opt(r.rho_law_ci95.map(|c| c.0)),
+            opt(r.rho_law_ci95.map(|c| c.1)),
         ];
         out.push_str(&cells.join(","));
         out.push('\n');

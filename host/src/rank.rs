@@ -107,6 +107,11 @@ pub struct Row {
     pub rho_low: f64,
     /// rho at GMSE - one standard error.
     pub rho_high: f64,
+    /// 68 % interval of rho over the law's own uncertainty (bootstrap samples of a law written
+    /// by `host fit --write-law`); None for laws without samples.
+    pub rho_law_ci68: Option<(f64, f64)>,
+    /// 95 % interval of rho over the law's uncertainty.
+    pub rho_law_ci95: Option<(f64, f64)>,
     /// rho / bits per element.
     pub rho_per_bit: f64,
     /// Lloyd-Max GMSE at the same bits per element.
@@ -207,6 +212,7 @@ pub fn rank(entries: Vec<Entry>, law: &Law, by: By, budget: Option<Budget>) -> V
         let (fam, fallback) = law.family(&e.family);
         let rho = fam.capacity.rho(e.m.gmse);
         let lm = lloyd_max_at(e.bits);
+        let law_ci = law.rho_samples(&e.family, e.m.gmse).and_then(crate::fit::solve::intervals);
         rows.push(Row {
             rank: pos + 1,
             format: e.format.clone(),
@@ -224,6 +230,8 @@ pub fn rank(entries: Vec<Entry>, law: &Law, by: By, budget: Option<Budget>) -> V
             rho,
             rho_low: fam.capacity.rho(e.m.gmse + e.m.stderr),
             rho_high: fam.capacity.rho((e.m.gmse - e.m.stderr).max(0.0)),
+            rho_law_ci68: law_ci.map(|c| c.0),
+            rho_law_ci95: law_ci.map(|c| c.1),
             rho_per_bit: rho / e.bits,
             lloyd_max_gmse: lm,
             gmse_vs_lloyd_max: e.m.gmse / lm,
