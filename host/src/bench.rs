@@ -7,6 +7,7 @@
 //! slow result can be attributed, and the engine on all formats at once
 //! (common random numbers: one sampled tensor serves every format).
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -81,10 +82,71 @@ fn run_fit(a: &BenchArgs, runs: usize) -> Result<(), String> {
         }));
         if !a.json {
             println!(
-                "unified fit of {runs} runs + 1000 bootstrap resamples, {threads} threads: {seconds:.3} s \
+                "unified fit of {runs} runs + 1000 bootstrap resamples, {threads} thread(s): {seconds:.3} s \
                  ({} starts, {} failed resamples)",
                 rep.main.fit.starts, rep.main.failed
             );
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
+    }
+    Ok(())
+}
+
+/// Times training steps of `preset`: plain, then each format on the weights. Configurations
+/// take turns step by step so that a change of machine load hits them alike.
+fn run_train(a: &BenchArgs, preset: &str, verbose: bool) -> Result<(), String> {
+    use trainer::data::{Data, Source};
+    use trainer::train::{TrainOptions, Trainer};
+    let cfg = trainer::model::preset(preset)?;
+    let paths = if a.paths.is_empty() { vec![PathBuf::from("plugins")] } else { a.paths.clone() };
+    let specs = if a.formats.is_empty() { vec!["int4-absmax-g32".to_string()] } else { a.formats.clone() };
+    let libs = load(&paths, verbose);
+    let data = Data::open(&Source::parse("synthetic")?)?;
+    let tokens = (cfg.batch * cfg.ctx) as f64;
+    let mut out = Vec::new();
+    for &threads in &a.threads {
+        let mut runs: Vec<(String, Trainer)> = Vec::new();
+        let opts = || TrainOptions { seed: 0, total_steps: a.steps + 1, ..TrainOptions::default() };
+        runs.push(("plain".into(), Trainer::new(cfg.clone(), opts())?));
+        for s in &specs {
+            let c = crate::train::plugin_compressor(&libs, s, &cfg)?;
+            runs.push((s.clone(), Trainer::new(cfg.clone(), TrainOptions { weight: Some(c), ..opts() })?));
+        }
+        let mut times = vec![Vec::new(); runs.len()];
+        let mut batch = vec![0u8; cfg.batch * (cfg.ctx + 1)];
+        with_threads(Some(threads), || -> Result<(), String> {
+            for step in 0..=a.steps {
+                data.fill_train_batch(step, cfg.batch, cfg.ctx, 0, &mut batch);
+                for (i, (_, t)) in runs.iter_mut().enumerate() {
+                    let t0 = Instant::now();
+                    t.step(&batch)?;
+                    if step > 0 {
+                        times[i].push(t0.elapsed().as_secs_f64());
+                    }
+                }
+            }
+            Ok(())
+        })??;
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let plain = median(&mut times[0].clone());
+        for ((name, _), t) in runs.iter().zip(&mut times) {
+            let m = median(t);
+            let tps = tokens / m;
+            out.push(serde_json::json!({"model": preset, "weights": name, "threads": threads,
+                "median_step_seconds": m, "tokens_per_second": tps, "vs_plain": m / plain - 1.0}));
+            if !a.json {
+                println!(
+                    "{preset}, {threads} thread(s), weights {name:<18} median {:7.1} ms/step  {:8.0} tok/s  {:+.1} % vs plain",
+                    1e3 * m,
+                    tps,
+                    100.0 * (m / plain - 1.0)
+                );
+            }
         }
     }
     if a.json {
@@ -97,6 +159,9 @@ fn run_fit(a: &BenchArgs, runs: usize) -> Result<(), String> {
 pub fn run(a: BenchArgs, verbose: bool) -> Result<(), String> {
     if let Some(runs) = a.fit {
         return run_fit(&a, runs);
+    }
+    if let Some(preset) = &a.train {
+        return run_train(&a, preset, verbose);
     }
     let libs = load(&a.paths, verbose);
     let specs = if a.formats.is_empty() { vec!["int4-absmax-g32".into(), "e2m1".into()] } else { a.formats.clone() };

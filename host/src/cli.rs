@@ -41,6 +41,9 @@ pub enum Command {
     Apply(crate::apply::ApplyArgs),
     /// Print the built-in default law file (copy it to make your own).
     Law,
+    /// Train a small Llama-style byte-level language model over a format (quantization-aware,
+    /// straight-through) and record its loss, for calibrating the law with `host fit`.
+    Train(crate::train::TrainArgs),
     /// Fit a scaling law to training runs (CSV or `host train --json` records): parameters with
     /// bootstrap intervals, identifiability checks, all laws side by side, implied rho per format,
     /// the factorization check, SVG plots, and a law file for `host rank --law`.
@@ -123,8 +126,16 @@ pub struct RankArgs {
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Plugin libraries or folders, as for `rank`.
-    #[arg(required_unless_present = "fit")]
+    #[arg(required_unless_present_any = ["fit", "train"])]
     pub paths: Vec<PathBuf>,
+    /// Time training instead: tokens/s of this model preset (e.g. `bench-tiny`), plain and with
+    /// each `-f` format on the weights (default int4-absmax-g32), per thread count. Paths default
+    /// to `plugins`.
+    #[arg(long, value_name = "PRESET")]
+    pub train: Option<String>,
+    /// Training steps timed per configuration (after one warm-up step); the median is reported.
+    #[arg(long, default_value_t = 30)]
+    pub steps: u64,
     /// Time `host fit` instead: a unified fit (A, B, F, C free; alpha, beta, E, L fixed at the
     /// paper's values) of this many synthetic runs, plus 1000 bootstrap resamples.
     #[arg(long, value_name = "RUNS")]
@@ -249,7 +260,8 @@ pub fn prepare(libs: &[Loaded], specs: &[String], shape: Shape) -> Vec<Prepared>
     built.into_iter().filter_map(|r| r.map_err(warn).ok()).collect()
 }
 
-fn prepare_one(libs: &[Loaded], s: &str, shape: Shape) -> Result<Prepared, String> {
+/// Builds one SPEC and asks it about `shape`.
+pub fn prepare_one(libs: &[Loaded], s: &str, shape: Shape) -> Result<Prepared, String> {
     let (format, plugin, kind) = build(libs, s)?;
     let info = format.info(shape).map_err(|e| format!("format `{s}` (plugin `{plugin}`, kind `{kind}`): {e}"))?;
     let bits = info.bits.total();
@@ -537,6 +549,7 @@ pub fn main() -> i32 {
         Command::Bench(a) => bench::run(a, verbose),
         Command::Apply(a) => crate::apply::run(a, verbose),
         Command::Fit(a) => crate::fit::run(a, verbose),
+        Command::Train(a) => crate::train::run(a, verbose),
         Command::Law => {
             print!("{DEFAULT_LAW}");
             Ok(())

@@ -17,3 +17,4 @@ pub mod rank;
 pub mod sampler;
 pub mod spec;
 pub mod tensorio;
+pub mod train;

@@ -128,20 +128,21 @@ impl Table {
         Ok(Table { headers, rows })
     }
 
-    /// Reads runs from `path`: a folder (every `*.json` / `*.jsonl` in it, sorted by name), a
+    /// Reads runs from `path`: a folder (every `*.json` / `*.jsonl` in it and every `result.json`
+    /// below it, i.e. a folder of `host train` run folders; sorted by path), a
     /// `.json` / `.jsonl` file (JSON lines, or one object or an array of objects), or a CSV file.
     pub fn read(path: &Path) -> Result<Table, String> {
         let err = |e: std::io::Error| format!("{}: {e}", path.display());
         let is_json = |p: &Path| p.extension().is_some_and(|e| e == "json" || e == "jsonl");
         if path.is_dir() {
-            let mut files: Vec<_> = std::fs::read_dir(path)
-                .map_err(err)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && is_json(p))
-                .collect();
+            let mut files = Vec::new();
+            collect_records(path, true, &mut files).map_err(err)?;
             files.sort();
             if files.is_empty() {
-                return Err(format!("{}: no .json or .jsonl run records in this folder", path.display()));
+                return Err(format!(
+                    "{}: no run records here (*.json / *.jsonl files, or result.json in subfolders)",
+                    path.display()
+                ));
             }
             let mut objects = Vec::new();
             for f in &files {
@@ -155,6 +156,21 @@ impl Table {
         let text = std::fs::read_to_string(path).map_err(err)?;
         Table::from_csv(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
+}
+
+/// Run-record files under `dir`: at the top, every `*.json` / `*.jsonl`; below, `result.json`.
+fn collect_records(dir: &Path, top: bool, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_dir() {
+            collect_records(&p, false, out)?;
+        } else if p.file_name().is_some_and(|n| n == "result.json")
+            || (top && p.extension().is_some_and(|e| e == "json" || e == "jsonl"))
+        {
+            out.push(p);
+        }
+    }
+    Ok(())
 }
 
 /// The JSON objects of one file: an object, an array of objects, or JSON lines.

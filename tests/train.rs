@@ -1,0 +1,181 @@
+//! `host train` end to end: the run record, QAT through real plugins, a killed
+//! run resumed, and clear errors that keep what was computed.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{arg, host, host_exe, num, root, shipped_plugins, target_dir};
+
+/// A fresh, empty folder for one test's runs.
+fn scratch(name: &str) -> PathBuf {
+    let d = target_dir().join("test-train").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn acceptance_command_prints_the_record() {
+    shipped_plugins();
+    let out = scratch("acceptance");
+    let dir = out.join("run");
+    let r = host(&[
+        "train",
+        "--model",
+        "bench-tiny",
+        "--format",
+        "int4-absmax-g32",
+        "--steps",
+        "200",
+        "--json",
+        "--out",
+        arg(&dir),
+    ]);
+    r.expect_code(0);
+    let j = r.json();
+    for key in [
+        "model",
+        "format",
+        "act_format",
+        "non_embedding_params",
+        "tokens",
+        "train_loss",
+        "val_loss",
+        "tokens_per_second",
+        "wall_seconds",
+        "seed",
+        "w_gmse",
+        "w_rho",
+    ] {
+        assert!(!j[key].is_null(), "field {key} missing in {j}");
+    }
+    assert_eq!(j["model"], "bench-tiny");
+    // bench-tiny: 4 blocks x (4 x 128^2 attention + 3 x 128 x 384 MLP + 2 x 128 norms) + final norm.
+    assert_eq!(j["non_embedding_params"], 4 * (4 * 128 * 128 + 3 * 128 * 384 + 2 * 128) + 128);
+    assert_eq!(j["tokens"], 200 * 16 * 128);
+    // int4 with absmax per 32: GMSE about 9.4e-3 (between NVFP4's 9.0e-3 and INT4's 1.15e-2).
+    let g = num(&j, "w_gmse");
+    assert!((0.008..0.011).contains(&g), "{g}");
+    // The loss falls clearly below ln 256 = 5.545 (uniform over bytes) within 200 steps.
+    assert!(num(&j, "val_loss") < 4.0, "{j}");
+    // The record is also written, and `host fit` reads run folders.
+    let rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("result.json")).unwrap()).unwrap();
+    assert_eq!(rec["val_loss"], j["val_loss"]);
+    assert!(dir.join("checkpoint.safetensors").exists() && dir.join("metrics.jsonl").exists());
+}
+
+/// The final validation loss of a run.
+fn val_loss(dir: &std::path::Path, args: &[&str]) -> f64 {
+    let mut all = vec!["train", "--model", "lm-50k", "--json", "--out", arg(dir)];
+    all.extend_from_slice(args);
+    let r = host(&all);
+    r.expect_code(0);
+    num(&r.json(), "val_loss")
+}
+
+#[test]
+fn int8_matches_plain_training_and_int2_is_worse() {
+    shipped_plugins();
+    let out = scratch("qat");
+    let steps = ["--steps", "300", "--eval-windows", "128"];
+    let plain = val_loss(&out.join("plain"), &steps);
+    let int8 = val_loss(&out.join("int8"), &[&steps[..], &["--format", "int8"]].concat());
+    let int2 = val_loss(&out.join("int2"), &[&steps[..], &["--format", "int2"]].concat());
+    println!("lm-50k, 300 steps: plain {plain:.4}, int8 {int8:.4}, int2 {int2:.4} nats/byte");
+    // Issue 4: int8 ends within 1 % of plain training; int2 clearly worse.
+    assert!((int8 - plain).abs() < 0.01 * plain, "int8 {int8} vs plain {plain}");
+    assert!(int2 > plain * 1.02, "int2 {int2} vs plain {plain}");
+}
+
+#[test]
+fn killed_run_resumes_to_the_same_loss() {
+    shipped_plugins();
+    let out = scratch("resume");
+    let common = ["train", "--model", "lm-50k", "--steps", "120", "--checkpoint-every", "5", "--json"];
+    let whole = out.join("whole");
+    let r = host(&[&common[..], &["--out", arg(&whole)]].concat());
+    r.expect_code(0);
+    let expect = r.json();
+
+    // The same run, killed (SIGKILL) once a checkpoint exists, then resumed.
+    let cut = out.join("cut");
+    let mut child = Command::new(host_exe())
+        .args(common)
+        .args(["--out", arg(&cut)])
+        .current_dir(root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !cut.join("checkpoint.safetensors").exists() && t0.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!cut.join("result.json").exists(), "the run finished before it could be killed");
+    let r = host(&[&common[..], &["--out", arg(&cut), "--resume"]].concat());
+    r.expect_code(0);
+    let got = r.json();
+    for key in ["train_loss", "val_loss", "final_step_loss"] {
+        assert_eq!(got[key], expect[key], "{key}: resumed {} vs uninterrupted {}", got[key], expect[key]);
+    }
+    // Starting over in a folder that holds a run needs --resume.
+    let r = host(&[&common[..], &["--out", arg(&cut)]].concat());
+    r.expect_code(1);
+    assert!(r.stderr.contains("pass --resume"), "{}", r.stderr);
+}
+
+#[test]
+fn bad_input_stops_with_a_clear_message() {
+    shipped_plugins();
+    let out = scratch("errors");
+    let check = |args: &[&str], needle: &str| {
+        let mut all = vec!["train", "--steps", "3"];
+        all.extend_from_slice(args);
+        let r = host(&all);
+        r.expect_code(1);
+        let lines = r.stderr_lines();
+        let last = lines.last().copied().unwrap_or("");
+        assert!(last.starts_with("host: error: ") && last.contains(needle), "{}: {}", r.cmd, r.stderr);
+    };
+    let missing = out.join("nope.txt");
+    check(&["--data", arg(&missing), "--out", arg(&out.join("a"))], "nope.txt");
+    let empty = out.join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    check(&["--data", arg(&empty), "--out", arg(&out.join("b"))], "empty.txt");
+    check(&["--model", "lm-7b", "--out", arg(&out.join("c"))], "unknown model preset 'lm-7b'");
+    check(&["--format", "no-such-format", "--out", arg(&out.join("d"))], "no-such-format");
+    // The shipped formats take any shape; a misbehaving plugin (one that panics, one that returns
+    // half its output) stops the run before training with an error naming the format. (That the
+    // trainer names the layer when a compressor fails mid-run is tested in trainer/tests.)
+    let f = support::fixtures();
+    for (lib, spec) in [(&f.panicky, "panicky-boom"), (&f.wrong_length, "wrong-length")] {
+        let dir = out.join(spec);
+        let args = ["--model", "lm-50k", "--format", spec, "--plugins", arg(lib), "--out", arg(&dir)];
+        check(&args, &format!("format `{spec}`"));
+    }
+    // A learning rate that blows the loss up: the error names the step, and the checkpoint
+    // of the last good step and the metrics are kept.
+    let nan = out.join("nan");
+    let r = host(&[
+        "train",
+        "--model",
+        "lm-50k",
+        "--steps",
+        "50",
+        "--lr",
+        "1e9",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        arg(&nan),
+    ]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("became NaN at step"), "{}", r.stderr);
+    assert!(nan.join("metrics.jsonl").exists() && nan.join("checkpoint.safetensors").exists());
+}

@@ -1,0 +1,45 @@
+//! The one interface between the trainer and number formats.
+//!
+//! The trainer knows nothing about plugins: the host wraps a format SPEC in a
+//! [`Compressor`] and hands it over. Quantization-aware training applies the
+//! weight compressor to every linear layer's weight matrix before each
+//! forward pass (embeddings and the output head stay full precision) and the
+//! activation compressor, when given, to the input of every linear layer.
+//! Backward is straight-through, multiplied by the mask the compressor wrote.
+
+/// A compression applied in the forward pass.
+pub trait Compressor: Send + Sync {
+    /// Compresses `input` (row-major, `rows` x `cols`) into `output` (same
+    /// length). `mask` arrives filled with 1.0; write 0.0 where the
+    /// straight-through gradient must not pass (trust masks, sparsity masks).
+    /// `seed` drives stochastic formats; the trainer derives it from the run
+    /// seed, the step and the layer, so runs are reproducible.
+    fn compress(
+        &self,
+        input: &[f32],
+        output: &mut [f32],
+        mask: &mut [f32],
+        rows: usize,
+        cols: usize,
+        seed: u64,
+    ) -> Result<(), String>;
+}
+
+/// The identity: output = input, mask all ones. Training with it must give
+/// exactly the losses of plain training.
+pub struct Identity;
+
+impl Compressor for Identity {
+    fn compress(
+        &self,
+        input: &[f32],
+        output: &mut [f32],
+        _: &mut [f32],
+        _: usize,
+        _: usize,
+        _: u64,
+    ) -> Result<(), String> {
+        output.copy_from_slice(input);
+        Ok(())
+    }
+}

@@ -1,0 +1,22 @@
+//! Reference CPU trainer: Llama-style byte-level language models with a
+//! hand-written backward pass, AdamW, and quantization-aware training over any
+//! [`compress::Compressor`].
+//!
+//! - [`model`]: configuration, presets, parameter layout, forward/backward.
+//! - [`kernels`]: the per-layer kernels (generic over f32/f64) and `gemm` products.
+//! - [`optim`]: AdamW, gradient clipping, learning-rate schedule.
+//! - [`train`]: [`train::Trainer`], one training step with QAT hooks, evaluation,
+//!   checkpoint state.
+
+#![deny(missing_docs)]
+
+pub mod checkpoint;
+pub mod compress;
+pub mod data;
+pub mod kernels;
+pub mod model;
+pub mod optim;
+pub mod train;
+
+pub use model::{ModelConfig, PRESETS, preset};
+pub use train::{StepStats, TrainOptions, Trainer};

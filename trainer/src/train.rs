@@ -1,0 +1,311 @@
+//! The training loop step: optional weight compression (QAT), forward,
+//! backward, straight-through masks, clipping, AdamW.
+//!
+//! Threads: everything parallel runs on the current rayon pool (the caller
+//! may `pool.install(|| ...)`). Losses are bit-identical for any thread count.
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::compress::Compressor;
+use crate::model::{self, ActHook, Model, ModelConfig, ParamKind, ParamLayout};
+use crate::optim::{self, AdamW};
+
+/// Options of a training run.
+///
+/// Compressor seeds: the weight compressor of tensor `i` (its index in
+/// [`ParamLayout::tensors`]) at step `s` gets
+/// `derive_seed(seed, s, i, 1)`; the activation compressor of input `j`
+/// (0: q/k/v, 1: wo, 2: w1/w3, 3: w2) of block `l` gets
+/// `derive_seed(derive_seed(seed, s, u64::MAX, 2), 0, l, 100 + j)`
+/// ([`model::derive_seed`], a splitmix64 chain). Evaluation uses
+/// `s = step | 1 << 32`, so it never reuses a training seed.
+#[derive(Default)]
+pub struct TrainOptions {
+    /// Run seed (initialization and compressor seeds).
+    pub seed: u64,
+    /// Planned number of steps (drives the learning-rate schedule).
+    pub total_steps: u64,
+    /// Weight compressor, applied to every block linear weight (`wq wk wv wo
+    /// w1 w3 w2`, seen as `out_features x in_features`) before each forward.
+    pub weight: Option<Box<dyn Compressor>>,
+    /// Activation compressor, applied to the input of every block linear
+    /// layer (`tokens x features`; the shared q/k/v input and the shared
+    /// w1/w3 input are compressed once each).
+    pub act: Option<Box<dyn Compressor>>,
+}
+
+/// What one step reports.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepStats {
+    /// Mean cross-entropy of the batch (nats per token) before the update.
+    pub loss: f32,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f32,
+    /// Learning rate used.
+    pub lr: f32,
+}
+
+/// Tensor-kind tags mixed into compressor seeds.
+const SEED_WEIGHT: u64 = 1;
+const SEED_ACT: u64 = 2;
+const SEED_EVAL: u64 = 1 << 32;
+
+/// A model, its parameters, optimizer state and options.
+pub struct Trainer {
+    cfg: ModelConfig,
+    opts: TrainOptions,
+    layout: ParamLayout,
+    model: Model<f32>,
+    params: Vec<f32>,
+    /// Effective (compressed) parameters; only used with a weight compressor.
+    eff: Vec<f32>,
+    wmask: Vec<f32>,
+    grads: Vec<f32>,
+    adam: AdamW,
+    step: u64,
+    segments: Vec<(std::ops::Range<usize>, bool)>,
+}
+
+impl Trainer {
+    /// A fresh run: parameters initialized from `opts.seed`.
+    pub fn new(cfg: ModelConfig, opts: TrainOptions) -> Result<Trainer, String> {
+        let model = Model::<f32>::new(&cfg)?;
+        let layout = model.layout().clone();
+        let params = layout.init::<f32>(&cfg, model::mix64(opts.seed ^ 0x1417));
+        let n = layout.total;
+        let segments = layout.tensors.iter().map(|t| (t.range(), t.kind != ParamKind::Norm)).collect();
+        let has_w = opts.weight.is_some();
+        Ok(Trainer {
+            cfg,
+            opts,
+            layout,
+            model,
+            params,
+            eff: if has_w { vec![0.0; n] } else { Vec::new() },
+            wmask: if has_w { vec![1.0; n] } else { Vec::new() },
+            grads: vec![0.0; n],
+            adam: AdamW::new(n),
+            step: 0,
+            segments,
+        })
+    }
+
+    /// Resumes a run from [`state`](Self::state) tensors and the step count;
+    /// the continuation is bit-identical to an uninterrupted run.
+    pub fn restore(
+        cfg: ModelConfig,
+        opts: TrainOptions,
+        tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+        step: u64,
+    ) -> Result<Trainer, String> {
+        let mut t = Trainer::new(cfg, opts)?;
+        let mut seen = vec![[false; 3]; t.layout.tensors.len()];
+        for (name, shape, data) in tensors {
+            let (which, base) = if let Some(b) = name.strip_prefix("param.") {
+                (0, b)
+            } else if let Some(b) = name.strip_prefix("adam_m.") {
+                (1, b)
+            } else if let Some(b) = name.strip_prefix("adam_v.") {
+                (2, b)
+            } else {
+                return Err(format!("checkpoint tensor '{name}' is not param.*, adam_m.* or adam_v.*"));
+            };
+            let idx = t
+                .layout
+                .tensors
+                .iter()
+                .position(|p| p.name == base)
+                .ok_or_else(|| format!("checkpoint tensor '{name}' does not exist in this model config"))?;
+            let info = &t.layout.tensors[idx];
+            if shape != info.shape || data.len() != info.len() {
+                return Err(format!(
+                    "checkpoint tensor '{name}' has shape {shape:?} ({} values), the model expects {:?}",
+                    data.len(),
+                    info.shape
+                ));
+            }
+            let dst = match which {
+                0 => &mut t.params,
+                1 => &mut t.adam.m,
+                _ => &mut t.adam.v,
+            };
+            dst[info.range()].copy_from_slice(&data);
+            seen[idx][which] = true;
+        }
+        for (i, s) in seen.iter().enumerate() {
+            for (w, pre) in ["param", "adam_m", "adam_v"].iter().enumerate() {
+                if !s[w] {
+                    return Err(format!("checkpoint lacks tensor '{pre}.{}'", t.layout.tensors[i].name));
+                }
+            }
+        }
+        t.step = step;
+        Ok(t)
+    }
+
+    /// All parameters and both Adam moments: `(name, shape, values)` with
+    /// names `param.<t>`, `adam_m.<t>`, `adam_v.<t>` (`<t>` e.g. `blocks.0.wq`).
+    pub fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let mut out = Vec::new();
+        for (pre, src) in [("param", &self.params), ("adam_m", &self.adam.m), ("adam_v", &self.adam.v)] {
+            for t in &self.layout.tensors {
+                out.push((format!("{pre}.{}", t.name), t.shape.clone(), src[t.range()].to_vec()));
+            }
+        }
+        out
+    }
+
+    /// Turns per-phase timing on (cleared) or off; see [`profile`](Self::profile).
+    pub fn set_profiling(&mut self, on: bool) {
+        self.model.set_profiling(on);
+    }
+
+    /// Accumulated seconds per phase since profiling was turned on.
+    pub fn profile(&self) -> Vec<(String, f64)> {
+        self.model.prof.phases.iter().map(|(n, t)| (n.to_string(), *t)).collect()
+    }
+
+    /// Steps done so far.
+    pub fn step_index(&self) -> u64 {
+        self.step
+    }
+
+    /// The config.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// The parameter layout.
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
+    /// The master (uncompressed) parameters.
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+
+    /// Writes compressed weights into `eff`/`wmask` (no-op without a weight
+    /// compressor). Linear weights are compressed in parallel.
+    fn compress_weights(&mut self, step_seed: u64) -> Result<(), String> {
+        let Some(comp) = self.opts.weight.as_deref() else { return Ok(()) };
+        let params = &self.params;
+        // Split eff and wmask into per-tensor slices (tensors are in order).
+        let mut jobs = Vec::new();
+        let (mut eff, mut mask): (&mut [f32], &mut [f32]) = (&mut self.eff, &mut self.wmask);
+        let mut pos = 0;
+        for (i, t) in self.layout.tensors.iter().enumerate() {
+            let (e, erest) = std::mem::take(&mut eff).split_at_mut(t.len());
+            let (m, mrest) = std::mem::take(&mut mask).split_at_mut(t.len());
+            eff = erest;
+            mask = mrest;
+            debug_assert_eq!(pos, t.offset);
+            pos += t.len();
+            jobs.push((i, t, e, m));
+        }
+        let seed = self.opts.seed;
+        let results: Vec<Result<(), String>> = jobs
+            .into_par_iter()
+            .map(|(i, t, e, m)| {
+                let src = &params[t.range()];
+                if t.kind != ParamKind::Linear {
+                    e.copy_from_slice(src);
+                    return Ok(());
+                }
+                let (rows, cols) = (t.shape[0], t.shape[1]);
+                m.fill(1.0);
+                let s = model::derive_seed(seed, step_seed, i as u64, SEED_WEIGHT);
+                comp.compress(src, e, m, rows, cols, s)
+                    .map_err(|err| format!("format failed on layer {} ({rows}x{cols}): {err}", t.name))
+            })
+            .collect();
+        results.into_iter().collect()
+    }
+
+    fn check_tokens(&self, tokens: &[u8], what: &str) -> Result<(), String> {
+        let row = self.cfg.ctx + 1;
+        if tokens.is_empty() || !tokens.len().is_multiple_of(row) {
+            return Err(format!(
+                "{what}: token buffer of {} bytes is not a whole number of rows of ctx+1 = {row} bytes",
+                tokens.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// One training step on `tokens` (`batch x (ctx+1)` bytes). On a
+    /// non-finite loss or gradient, returns an error and leaves the state
+    /// untouched.
+    pub fn step(&mut self, tokens: &[u8]) -> Result<StepStats, String> {
+        self.check_tokens(tokens, "training step")?;
+        let want = self.cfg.batch * (self.cfg.ctx + 1);
+        if tokens.len() != want {
+            return Err(format!(
+                "training step: got {} bytes, need batch x (ctx+1) = {} x {} = {want}",
+                tokens.len(),
+                self.cfg.batch,
+                self.cfg.ctx + 1
+            ));
+        }
+        let step = self.step;
+        let t0 = Instant::now();
+        self.compress_weights(step)?;
+        self.model.prof.add("weight compression", t0);
+        let act_seed = model::derive_seed(self.opts.seed, step, u64::MAX, SEED_ACT);
+        let hook = self.opts.act.as_deref().map(|comp| ActHook { comp, seed: act_seed });
+        let eff: &[f32] = if self.opts.weight.is_some() { &self.eff } else { &self.params };
+        let loss = self.model.forward(eff, tokens, hook.as_ref())?;
+        if !loss.is_finite() {
+            return Err(format!("loss became NaN at step {step}; lower the learning rate or check the format"));
+        }
+        self.model.backward(eff, &mut self.grads);
+        let t0 = Instant::now();
+        if self.opts.weight.is_some() {
+            for t in self.layout.tensors.iter().filter(|t| t.kind == ParamKind::Linear) {
+                crate::kernels::mul_mask(&mut self.grads[t.range()], &self.wmask[t.range()]);
+            }
+        }
+        let norm = optim::global_norm(&self.grads);
+        if !norm.is_finite() {
+            return Err(format!("gradient became NaN at step {step}; lower the learning rate or check the format"));
+        }
+        let scale = if norm > optim::CLIP_NORM { (optim::CLIP_NORM / (norm + 1e-6)) as f32 } else { 1.0 };
+        let lr = optim::lr_at(step, self.opts.total_steps, self.cfg.lr);
+        self.model.prof.add("weight mask + grad norm", t0);
+        let t0 = Instant::now();
+        self.adam.update(&mut self.params, &self.grads, &self.segments, lr, step + 1, scale);
+        self.model.prof.add("adamw", t0);
+        self.step += 1;
+        Ok(StepStats { loss: loss as f32, grad_norm: norm as f32, lr })
+    }
+
+    /// Mean cross-entropy (nats per token) of `tokens` (any number of rows of
+    /// `ctx+1` bytes), forward only, with the weights compressed as in
+    /// training (and the activation compressor applied).
+    pub fn eval_loss(&mut self, tokens: &[u8]) -> Result<f32, String> {
+        self.check_tokens(tokens, "evaluation")?;
+        let row = self.cfg.ctx + 1;
+        let step_seed = self.step | SEED_EVAL;
+        self.compress_weights(step_seed)?;
+        let act_seed = model::derive_seed(self.opts.seed, step_seed, u64::MAX, SEED_ACT);
+        let hook = self.opts.act.as_deref().map(|comp| ActHook { comp, seed: act_seed });
+        let eff: &[f32] = if self.opts.weight.is_some() { &self.eff } else { &self.params };
+        let mut total = 0.0f64;
+        let mut n = 0usize;
+        for chunk in tokens.chunks(self.cfg.batch * row) {
+            let rows = chunk.len() / row * self.cfg.ctx;
+            total += self.model.forward(eff, chunk, hook.as_ref())? * rows as f64;
+            n += rows;
+        }
+        let loss = total / n as f64;
+        if !loss.is_finite() {
+            return Err(format!(
+                "evaluation loss became NaN after step {}; lower the learning rate or check the format",
+                self.step
+            ));
+        }
+        Ok(loss as f32)
+    }
+}
