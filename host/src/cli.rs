@@ -48,6 +48,10 @@ pub enum Command {
     /// bootstrap intervals, identifiability checks, all laws side by side, implied rho per format,
     /// the factorization check, SVG plots, and a law file for `host rank --law`.
     Fit(crate::fit::FitArgs),
+    /// Run an experiment file (formats x distributions GMSE, a training grid, a fit) as
+    /// independent jobs into one shared results folder: plan, run (locally, as Slurm array or
+    /// Kubernetes indexed tasks), status, collect, emit launch scripts.
+    Sweep(crate::sweep::SweepArgs),
 }
 
 /// `host list`.
@@ -120,6 +124,10 @@ pub struct RankArgs {
     /// Print CSV.
     #[arg(long)]
     pub csv: bool,
+    /// Also write an SVG chart: GMSE vs bits per element with the Pareto front, the Lloyd-Max
+    /// curve and the Shannon bound.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
 }
 
 /// `host bench`.
@@ -431,6 +439,10 @@ fn run_rank(a: RankArgs, verbose: bool) -> Result<(), String> {
         return Err("every format failed; nothing to rank".into());
     }
     let rows = rank::rank(entries, &law, a.by, budget);
+    if let Some(p) = &a.plot {
+        crate::rankplot::write(&rows, p)?;
+        eprintln!("host: wrote {}", p.display());
+    }
     if a.json {
         let mut v = serde_json::to_value(&rows).map_err(|e| e.to_string())?;
         for r in v.as_array_mut().into_iter().flatten() {
@@ -550,6 +562,7 @@ pub fn main() -> i32 {
         Command::Apply(a) => crate::apply::run(a, verbose),
         Command::Fit(a) => crate::fit::run(a, verbose),
         Command::Train(a) => crate::train::run(a, verbose),
+        Command::Sweep(a) => crate::sweep::run(a, verbose),
         Command::Law => {
             print!("{DEFAULT_LAW}");
             Ok(())

@@ -19,6 +19,7 @@
 use plotters::coord::ranged1d::{KeyPointHint, NoDefaultFormatting, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// A chart: a title, two axes and the data series drawn on them.
 #[derive(Clone, Debug, PartialEq)]
@@ -67,6 +68,11 @@ pub struct Series {
     /// Palette index to draw with instead of the series' position (gives a data series and
     /// the curve fitted to it one colour).
     pub color: Option<usize>,
+    /// Text labels of the points: `labels[i]` is written next to `points[i]`. May be shorter
+    /// than `points` or empty (no labels); an empty string labels nothing. Labels of skipped or
+    /// clipped points are not drawn. Each label is placed beside its point where it covers the
+    /// fewest other labels, markers, error bars, lines and the legend (see [`render_svg`]).
+    pub labels: Vec<String>,
 }
 
 /// One data point of a [`Series`].
@@ -132,6 +138,7 @@ impl Series {
             points: xy.into_iter().map(|(x, y)| Point::new(x, y)).collect(),
             band: Vec::new(),
             color: None,
+            labels: Vec::new(),
         }
     }
 
@@ -147,7 +154,7 @@ impl Series {
 
     /// A series of the given style from [`Point`]s (which may carry error bars).
     pub fn from_points(name: impl Into<String>, style: Style, points: Vec<Point>) -> Self {
-        Series { name: name.into(), style, points, band: Vec::new(), color: None }
+        Series { name: name.into(), style, points, band: Vec::new(), color: None, labels: Vec::new() }
     }
 
     /// Draws with palette colour `i` (builder style); see [`Series::color`].
@@ -159,6 +166,12 @@ impl Series {
     /// Sets the shaded band `(x, y_lo, y_hi)` (builder style); see [`Series::band`].
     pub fn with_band(mut self, band: impl IntoIterator<Item = (f64, f64, f64)>) -> Self {
         self.band = band.into_iter().collect();
+        self
+    }
+
+    /// Sets the point labels, one per point in order (builder style); see [`Series::labels`].
+    pub fn with_labels<S: Into<String>>(mut self, labels: impl IntoIterator<Item = S>) -> Self {
+        self.labels = labels.into_iter().map(Into::into).collect();
         self
     }
 }
@@ -193,6 +206,13 @@ pub const PALETTE: [(u8, u8, u8); 10] = [
 pub const MIN_SIZE: (u32, u32) = (200, 150);
 
 /// Renders `chart` as a standalone SVG document of `width` x `height` pixels.
+///
+/// Point labels ([`Series::labels`]) are `<text>` elements in a darker shade of their series'
+/// colour. Each goes to the first of a few spots around its marker (right, left, above, below,
+/// then diagonally and further out) that is inside the plotting area and overlaps nothing; where
+/// every spot overlaps something, to the spot with the least overlap (weighted: other labels and
+/// the legend most, then markers and error bars, then lines crossing it). Text widths are
+/// estimated (0.62 em per character), as the viewer's font is unknown here.
 ///
 /// Errors (one line, naming the chart's title): a size below [`MIN_SIZE`], an
 /// invalid explicit axis range, or nothing drawable (no series, or every point
@@ -236,6 +256,8 @@ struct Prepared {
     points: Vec<(f64, f64, Option<Xy>)>,
     /// `(x, lo, hi)`, `lo = -inf` for "down to the bottom edge".
     band: Vec<(f64, f64, f64)>,
+    /// `(x, y, text)` of the labelled points among `points`.
+    labels: Vec<(f64, f64, String)>,
 }
 
 impl Prepared {
@@ -268,16 +290,21 @@ fn to_axis_lo(v: f64, log: bool) -> Option<f64> {
 }
 
 fn prepare(s: &Series, x: &Axis, y: &Axis) -> Prepared {
+    let mut labels = Vec::new();
     let points = s
         .points
         .iter()
-        .filter_map(|p| {
+        .enumerate()
+        .filter_map(|(i, p)| {
             let px = to_axis(p.x, x.log)?;
             let py = to_axis(p.y, y.log)?;
             let err = p.y_err.and_then(|(lo, hi)| {
                 let (lo, hi) = if lo <= hi { (lo, hi) } else { (hi, lo) };
                 Some((to_axis_lo(lo, y.log)?, to_axis(hi, y.log)?))
             });
+            if let Some(t) = s.labels.get(i).filter(|t| !t.is_empty()) {
+                labels.push((px, py, t.clone()));
+            }
             Some((px, py, err))
         })
         .collect();
@@ -289,7 +316,7 @@ fn prepare(s: &Series, x: &Axis, y: &Axis) -> Prepared {
             Some((to_axis(bx, x.log)?, to_axis_lo(lo, y.log)?, to_axis(hi, y.log)?))
         })
         .collect();
-    Prepared { points, band }
+    Prepared { points, band, labels }
 }
 
 /// The shown range of an axis in axis space.
@@ -593,6 +620,155 @@ impl ValueFormatter<f64> for AxisCoord<'_> {
     }
 }
 
+/// Font size of the legend (plotters units; the SVG `font-size` is this / 1.24).
+const LEGEND_FONT: f64 = 13.0;
+/// Font size of the point labels.
+const LABEL_FONT: f64 = 12.0;
+
+/// A box in pixels, `(x0, y0, x1, y1)` with `x0 <= x1`, `y0 <= y1`.
+type PxBox = (f64, f64, f64, f64);
+
+/// Area of the intersection of two boxes.
+fn overlap(a: PxBox, b: PxBox) -> f64 {
+    let w = (a.2.min(b.2) - a.0.max(b.0)).max(0.0);
+    let h = (a.3.min(b.3) - a.1.max(b.1)).max(0.0);
+    w * h
+}
+
+/// What a point label should not cover, in pixels.
+struct Obstacles {
+    /// The plotting area (labels stay inside).
+    area: PxBox,
+    /// The legend box.
+    legend: PxBox,
+    /// Markers and error bars.
+    marks: Vec<PxBox>,
+    /// Polylines.
+    lines: Vec<Vec<Xy>>,
+    /// The labels placed so far.
+    labels: Vec<PxBox>,
+}
+
+/// Box of a label of `chars` characters for a point at pixel `(px, py)`: the spot around the
+/// point that covers the least of `o` (see [`render_svg`]).
+fn place_label(o: &Obstacles, (px, py): Xy, chars: usize) -> PxBox {
+    let em = LABEL_FONT / 1.24;
+    let (w, h) = (0.62 * em * chars as f64, em);
+    const PAD: f64 = 4.0;
+    let (g, d) = (5.0, 2.0);
+    let spots = [
+        (px + g, py - h / 2.0),
+        (px - g - w, py - h / 2.0),
+        (px - w / 2.0, py - g - h),
+        (px - w / 2.0, py + g),
+        (px + d, py - g - h),
+        (px + d, py + g),
+        (px - d - w, py - g - h),
+        (px - d - w, py + g),
+        (px + g, py - 1.5 * h - d),
+        (px + g, py + 0.5 * h + d),
+        (px - g - w, py - 1.5 * h - d),
+        (px - g - w, py + 0.5 * h + d),
+        (px - w / 2.0, py - g - 2.0 * h - d),
+        (px - w / 2.0, py + g + h + d),
+    ];
+    let cost = |b: PxBox| {
+        let outside = (b.2 - b.0) * (b.3 - b.1) - overlap(b, o.area);
+        // Labels keep a gap of `PAD` px to each other.
+        let padded = (b.0 - PAD, b.1 - PAD, b.2 + PAD, b.3 + PAD);
+        let on_labels: f64 = o.labels.iter().map(|&l| overlap(padded, l)).sum::<f64>() + overlap(b, o.legend);
+        let on_marks: f64 = o.marks.iter().map(|&m| overlap(b, m)).sum();
+        let crossing = o
+            .lines
+            .iter()
+            .filter(|l| l.windows(2).any(|s| clip_segment(s[0], s[1], (b.0, b.2), (b.1, b.3)).is_some()))
+            .count();
+        100.0 * outside + 20.0 * on_labels + 4.0 * on_marks + 300.0 * crossing as f64
+    };
+    let boxes = spots.iter().map(|&(x, y)| (x, y, x + w, y + h));
+    // Ties (e.g. all free) keep the earlier, preferred spot; a small bias per rank breaks near-ties.
+    boxes.enumerate().map(|(i, b)| (cost(b) + 0.5 * i as f64, b)).min_by(|a, b| a.0.total_cmp(&b.0)).unwrap().1
+}
+
+/// Draws the point labels of all series (see [`render_svg`]) on `root`, in pixels.
+fn draw_labels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    ctx: &ChartContext<DB, Cartesian2d<AxisCoord, AxisCoord>>,
+    chart: &Chart,
+    prepared: &[Prepared],
+    (xr, yr): (Xy, Xy),
+    corner: &SeriesLabelPosition,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    if prepared.iter().all(|p| p.labels.is_empty()) {
+        return Ok(());
+    }
+    let in_box = |x: f64, y: f64| x >= xr.0 && x <= xr.1 && y >= yr.0 && y <= yr.1;
+    let px = |x: f64, y: f64| {
+        let (a, b) = ctx.backend_coord(&(x, y));
+        (a as f64, b as f64)
+    };
+    let (ax, ay) = ctx.plotting_area().get_pixel_range();
+    let area = (ax.start as f64, ay.start as f64, ax.end as f64, ay.end as f64);
+    // The legend box, computed as plotters lays it out (margin 10, 30 px of legend symbol,
+    // 5 px from the corner, text extents estimated by its font module).
+    let font: TextStyle = ("sans-serif", LEGEND_FONT).into();
+    let mut names = MultiLineText::<_, String>::new((0, 0), &font);
+    for (s, p) in chart.series.iter().zip(prepared) {
+        let empty = p.points.is_empty() && p.band.is_empty();
+        names.push_line(if empty { format!("{} (no data)", s.name) } else { s.name.clone() });
+    }
+    let (tw, th) = names.estimate_dimension().unwrap_or((0, 0));
+    let (lw, lh) = ((tw + 50) as f64, (th + 20) as f64);
+    let (aw, ah) = (area.2 - area.0, area.3 - area.1);
+    let lx = if matches!(corner, SeriesLabelPosition::UpperLeft | SeriesLabelPosition::LowerLeft) {
+        5.0
+    } else {
+        aw - lw - 5.0
+    };
+    let ly = if matches!(corner, SeriesLabelPosition::UpperLeft | SeriesLabelPosition::UpperRight) {
+        5.0
+    } else {
+        ah - lh - 5.0
+    };
+    let legend = (area.0 + lx, area.1 + ly, area.0 + lx + lw, area.1 + ly + lh);
+
+    let mut o = Obstacles { area, legend, marks: Vec::new(), lines: Vec::new(), labels: Vec::new() };
+    for (s, p) in chart.series.iter().zip(prepared) {
+        if matches!(s.style, Style::Line | Style::LineAndPoints) {
+            let xy: Vec<Xy> = p.points.iter().map(|q| (q.0, q.1)).collect();
+            for run in clip_polyline(&xy, xr, yr) {
+                o.lines.push(run.iter().map(|&(x, y)| px(x, y)).collect());
+            }
+        }
+        for &(x, y, e) in p.points.iter().filter(|q| in_box(q.0, q.1)) {
+            let (cx, cy) = px(x, y);
+            if matches!(s.style, Style::Points | Style::LineAndPoints) {
+                o.marks.push((cx - 4.0, cy - 4.0, cx + 4.0, cy + 4.0));
+            }
+            if let Some((lo, hi)) = e {
+                let (top, bottom) = (px(x, hi.min(yr.1)).1, px(x, lo.max(yr.0)).1);
+                o.marks.push((cx - 3.0, top.min(bottom), cx + 3.0, top.max(bottom)));
+            }
+        }
+    }
+    for (i, p) in prepared.iter().enumerate() {
+        let (r, g, b) = PALETTE[chart.series[i].color.unwrap_or(i) % PALETTE.len()];
+        let shade = |c: u8| (c as f64 * 0.7).round() as u8;
+        let dark = RGBColor(shade(r), shade(g), shade(b));
+        let style =
+            TextStyle::from(("sans-serif", LABEL_FONT).into_font()).color(&dark).pos(Pos::new(HPos::Left, VPos::Top));
+        for (x, y, text) in p.labels.iter().filter(|l| in_box(l.0, l.1)) {
+            let b = place_label(&o, px(*x, *y), text.chars().count());
+            o.labels.push(b);
+            root.draw(&Text::new(text.as_str(), (b.0.round() as i32, b.1.round() as i32), style.clone()))?;
+        }
+    }
+    Ok(())
+}
+
 fn draw(
     chart: &Chart,
     prepared: &[Prepared],
@@ -678,9 +854,11 @@ fn draw(
             }),
         };
     }
+    let corner = legend_corner(prepared, xr, yr);
+    draw_labels(&root, &ctx, chart, prepared, (xr, yr), &corner)?;
     ctx.configure_series_labels()
-        .position(legend_corner(prepared, xr, yr))
-        .label_font(("sans-serif", 13))
+        .position(corner)
+        .label_font(("sans-serif", LEGEND_FONT))
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(160, 160, 160))
         .draw()?;
@@ -963,6 +1141,82 @@ mod tests {
         // A polyline leaving and re-entering the box gives two pieces.
         let runs = clip_polyline(&[(0.0, 3.0), (3.0, 3.0), (3.0, 9.0), (3.5, 3.0), (9.0, 3.0)], (2.0, 4.0), (2.0, 4.0));
         assert_eq!(runs.len(), 2, "{runs:?}");
+    }
+
+    /// The `(x, y, fill, text)` of the `<text>` elements of `svg` whose fill is `fill`.
+    fn texts_filled<'a>(svg: &'a str, fill: &str) -> Vec<(f64, f64, &'a str)> {
+        let attr = |tag: &str, name: &str| -> f64 {
+            tag.split(&format!(" {name}=\"")).nth(1).unwrap().split('"').next().unwrap().parse().unwrap()
+        };
+        svg.split("<text")
+            .skip(1)
+            .filter(|t| t.split_once('>').unwrap().0.contains(&format!("fill=\"{fill}\"")))
+            .map(|t| {
+                let (tag, rest) = t.split_once('>').unwrap();
+                (attr(tag, "x"), attr(tag, "y"), rest.split("</text>").next().unwrap().trim())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn point_labels() {
+        // Three points a few pixels apart, one that cannot be shown (0 on the log axis), one far.
+        let pts = [(1.0, 1.0), (1.01, 1.0), (1.02, 1.0), (2.0, 0.0), (3.0, 10.0)];
+        let c = Chart::new("labels", Axis::linear("x"), Axis::log("y"))
+            .with_series(Series::points("s", pts).with_labels(["a<b", "bbbbbb", "", "skipped", "far"]))
+            .with_series(Series::line("l", [(1.0, 2.0), (3.0, 2.0)]));
+        let svg = render_svg(&c, 500, 400).unwrap();
+        dump("labels", &svg);
+        check_xml(&svg).unwrap();
+        // Labels in 0.7 x the series colour #1F77B4 = (31, 119, 180) -> (22, 83, 126); the empty
+        // label and that of the skipped point are not drawn.
+        let labels = texts_filled(&svg, "#16537E");
+        let names: Vec<&str> = labels.iter().map(|l| l.2).collect();
+        assert_eq!(names, ["a&lt;b", "bbbbbb", "far"]);
+        // Estimated boxes (0.62 em per character, 1 em high; em = 12 / 1.24 px) do not overlap,
+        // and each lies within 3 em of its point.
+        let em = LABEL_FONT / 1.24;
+        let boxes: Vec<PxBox> = labels
+            .iter()
+            .map(|&(x, y, t)| (x, y, x + 0.62 * em * t.replace("&lt;", "<").len() as f64, y + em))
+            .collect();
+        for i in 0..boxes.len() {
+            for j in 0..i {
+                assert_eq!(overlap(boxes[i], boxes[j]), 0.0, "{:?} and {:?}", labels[i], labels[j]);
+            }
+        }
+        // Without labels the output is what it was: no extra <text>.
+        let mut plain = c.clone();
+        plain.series[0].labels.clear();
+        assert!(texts_filled(&render_svg(&plain, 500, 400).unwrap(), "#16537E").is_empty());
+    }
+
+    #[test]
+    fn label_placement_avoids_obstacles() {
+        let o = |labels: Vec<PxBox>, lines: Vec<Vec<Xy>>| Obstacles {
+            area: (0.0, 0.0, 400.0, 300.0),
+            legend: (300.0, 0.0, 400.0, 60.0),
+            marks: vec![(96.0, 96.0, 104.0, 104.0)],
+            lines,
+            labels,
+        };
+        let em = LABEL_FONT / 1.24;
+        // Free: to the right of the point, centred vertically.
+        let b = place_label(&o(vec![], vec![]), (100.0, 100.0), 4);
+        assert_eq!((b.0, b.1), (105.0, 100.0 - em / 2.0));
+        // Something on the right: to the left.
+        let b = place_label(&o(vec![(104.0, 90.0, 160.0, 110.0)], vec![]), (100.0, 100.0), 4);
+        assert!(b.2 <= 96.0, "{b:?}");
+        // A horizontal line through the point: above or below it, not across it.
+        let line = vec![vec![(0.0, 100.0), (400.0, 100.0)]];
+        let b = place_label(&o(vec![], line), (100.0, 100.0), 4);
+        assert!(b.3 < 100.0 || b.1 > 100.0, "{b:?}");
+        // At the right edge: inside the plotting area.
+        let b = place_label(&o(vec![], vec![]), (398.0, 200.0), 6);
+        assert!(b.2 <= 400.0, "{b:?}");
+        // Under the legend: moved off it.
+        let b = place_label(&o(vec![], vec![]), (310.0, 65.0), 4);
+        assert_eq!(overlap(b, (300.0, 0.0, 400.0, 60.0)), 0.0, "{b:?}");
     }
 
     #[test]

@@ -1,0 +1,443 @@
+//! `host sweep` end to end: a sweep killed with SIGKILL and rerun, two shard
+//! processes sharing one results folder, a failing job, launchers, errors,
+//! and every shipped example experiment planning.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{arg, host, host_exe, root, shipped_plugins, target_dir};
+
+/// A fresh, empty folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    let d = target_dir().join("test-sweep").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Writes an experiment file into `dir` and returns its path.
+fn experiment(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("exp.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Tiny GMSE precision: 2^20 samples = 16 tensors of 64x1024 per measurement.
+const TINY: &str = r#"
+[gmse]
+distributions = ["gaussian", "laplace"]
+shape = "64x1024"
+samples = 1048576
+seed = 3
+"#;
+
+fn spawn(args: &[&str]) -> Child {
+    Command::new(host_exe())
+        .args(args)
+        .current_dir(root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn host")
+}
+
+/// The manifest's jobs.
+fn jobs(dir: &Path) -> Vec<Value> {
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    m["jobs"].as_array().unwrap().clone()
+}
+
+/// Names of the files in `dir/jobs`.
+fn job_files(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir.join("jobs"))
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Waits until `pred` holds or `limit` passes; true if it held.
+fn wait_for(limit: Duration, mut pred: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if pred() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
+/// Every job has exactly one valid result (`H.json` whose hash is H) and nothing else is left.
+fn assert_complete(dir: &Path) {
+    let jobs = jobs(dir);
+    let files = job_files(dir);
+    let expected: BTreeSet<String> = jobs.iter().map(|j| format!("{}.json", j["hash"].as_str().unwrap())).collect();
+    assert_eq!(files, expected, "jobs/ should hold exactly one result per job and no temporary or claim files");
+    for j in &jobs {
+        let h = j["hash"].as_str().unwrap();
+        let r: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("jobs").join(format!("{h}.json"))).unwrap())
+                .unwrap_or_else(|e| panic!("{h}.json is not valid JSON: {e}"));
+        assert_eq!(r["hash"], h);
+        assert_eq!(r["config"], j["config"]);
+        assert!(r["result"].is_object(), "{r}");
+    }
+}
+
+#[test]
+fn killed_sweep_reruns_to_every_job_exactly_once() {
+    shipped_plugins();
+    let d = scratch("kill");
+    let exp = experiment(
+        &d,
+        &format!(
+            r#"{TINY}
+[[formats]]
+kind = "int"
+params = {{ bits = [2, 3, 4, 5, 6, 8], rule = ["rms", "absmax"] }}
+[[formats]]
+preset = ["e2m1", "e4m3", "lloydmax3"]
+[train]
+models = ["lm-50k"]
+formats = ["none"]
+seeds = [0, 1]
+steps = 40
+checkpoint_every = 5
+eval_every = 20
+"#
+        ),
+    );
+    let res = d.join("res");
+    let args = ["sweep", "run", arg(&exp), "--results", arg(&res), "--all"];
+    // First run: killed once some GMSE results exist.
+    let mut c = spawn(&args);
+    let some =
+        wait_for(Duration::from_secs(60), || job_files(&res).iter().filter(|f| f.ends_with(".json")).count() >= 2);
+    c.kill().unwrap();
+    c.wait().unwrap();
+    assert!(some, "no result within 60 s");
+    let total = jobs(&res).len();
+    // 15 formats x 2 distributions + 2 training runs.
+    assert_eq!(total, 32);
+    let done_at_kill = job_files(&res).iter().filter(|f| f.ends_with(".json") && !f.contains(".failed")).count();
+    // The kill lands early: the two training runs alone take longer than the polling interval.
+    assert!(done_at_kill < total, "the first run finished before it was killed");
+    // Second run: killed once a training checkpoint exists (if it gets there first).
+    let mut c = spawn(&args);
+    let at_checkpoint = wait_for(Duration::from_secs(60), || {
+        std::fs::read_dir(res.join("train"))
+            .map(|rd| rd.flatten().any(|e| e.path().join("checkpoint.safetensors").exists()))
+            .unwrap_or(false)
+    });
+    c.kill().unwrap();
+    c.wait().unwrap();
+    // Third run finishes.
+    let r = host(&args);
+    r.expect_code(0);
+    assert_complete(&res);
+    if at_checkpoint {
+        // The killed training run continued from its checkpoint.
+        let resumed = jobs(&res).iter().any(|j| {
+            let h = j["hash"].as_str().unwrap();
+            let r: Value =
+                serde_json::from_str(&std::fs::read_to_string(res.join("jobs").join(format!("{h}.json"))).unwrap())
+                    .unwrap();
+            r["timing"]["resumed"] == true
+        });
+        assert!(resumed, "no training job resumed its checkpoint");
+    }
+    let s = host(&["sweep", "status", arg(&exp), "--results", arg(&res), "--json"]);
+    s.expect_code(0);
+    let s = s.json();
+    assert_eq!((s["done"].as_u64(), s["pending"].as_u64(), s["failed"].as_u64()), (Some(32), Some(0), Some(0)));
+    // A fourth run has nothing to do and changes nothing.
+    let before: Vec<String> = jobs(&res)
+        .iter()
+        .map(|j| {
+            std::fs::read_to_string(res.join("jobs").join(format!("{}.json", j["hash"].as_str().unwrap()))).unwrap()
+        })
+        .collect();
+    host(&args).expect_code(0);
+    let after: Vec<String> = jobs(&res)
+        .iter()
+        .map(|j| {
+            std::fs::read_to_string(res.join("jobs").join(format!("{}.json", j["hash"].as_str().unwrap()))).unwrap()
+        })
+        .collect();
+    assert_eq!(before, after);
+}
+
+/// `results.jsonl` rows without their `timing`.
+fn rows_without_timing(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("timing");
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn two_shard_processes_equal_one_process() {
+    shipped_plugins();
+    let d = scratch("shards");
+    let exp = experiment(
+        &d,
+        &format!(
+            r#"{TINY}
+[[formats]]
+preset = ["int4", "e2m1", "nvfp4"]
+[[formats]]
+kind = "int"
+params = {{ bits = 3, rule = "absmax", group = [32, 128] }}
+[train]
+models = ["lm-50k"]
+formats = ["none", "int4"]
+steps = 3
+"#
+        ),
+    );
+    let one = d.join("one");
+    let two = d.join("two");
+    host(&["sweep", "run", arg(&exp), "--results", arg(&one), "--all", "--jobs", "2"]).expect_code(0);
+    host(&["sweep", "collect", arg(&exp), "--results", arg(&one)]).expect_code(0);
+    let mut a = spawn(&["sweep", "run", arg(&exp), "--results", arg(&two), "--shard", "0/2", "--threads", "1"]);
+    let mut b = spawn(&["sweep", "run", arg(&exp), "--results", arg(&two), "--shard", "1/2"]);
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    host(&["sweep", "collect", arg(&exp), "--results", arg(&two)]).expect_code(0);
+    assert_complete(&two);
+    // 5 formats x 2 distributions + 2 training runs.
+    let rows = rows_without_timing(&one);
+    assert_eq!(rows.len(), 12);
+    assert_eq!(rows, rows_without_timing(&two));
+    // The CSV holds no timing: byte for byte the same.
+    let csv1 = std::fs::read_to_string(one.join("results.csv")).unwrap();
+    assert_eq!(csv1, std::fs::read_to_string(two.join("results.csv")).unwrap());
+    // Real values: INT4 (QuEST RMS per row) GMSE 0.0115 on Gaussian data (DESIGN: 0.011543),
+    // within 3 % at 2^20 samples (relative standard error about 0.3 %).
+    let int4 = rows.iter().find(|r| r["format"] == "int4" && r["distribution"] == "gaussian").unwrap();
+    let g = int4["gmse"].as_f64().unwrap();
+    assert!((g / 0.011543 - 1.0).abs() < 0.03, "int4 gmse {g}");
+    assert_eq!(int4["samples"], 1048576);
+    assert!(int4["rho"].as_f64().unwrap() > 0.0 && int4["rho"].as_f64().unwrap() < 1.0);
+    let header = csv1.lines().next().unwrap();
+    for col in ["index", "hash", "type", "format", "distribution", "bits", "gmse", "stderr", "rho", "family", "samples"]
+    {
+        assert!(header.split(',').any(|c| c == col), "column {col} missing in {header}");
+    }
+    // Training rows carry the train record: a 3-step lm-50k run's validation loss is near ln 256 = 5.55.
+    let t: Vec<&Value> = rows.iter().filter(|r| r["type"] == "train").collect();
+    assert_eq!(t.len(), 2);
+    for r in t {
+        let v = r["val_loss"].as_f64().unwrap();
+        assert!((4.5..6.0).contains(&v), "{r}");
+        assert_eq!(r["steps"], 3);
+    }
+}
+
+#[test]
+fn failing_job_is_reported_and_the_rest_finish() {
+    shipped_plugins();
+    let d = scratch("fail");
+    let exp = experiment(&d, &format!("{TINY}\n[[formats]]\npreset = [\"int4\", \"int:bits=99\", \"e2m1\"]\n"));
+    let res = d.join("res");
+    let r = host(&["sweep", "run", arg(&exp), "--results", arg(&res), "--all"]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("2 of 6 jobs failed"), "{}", r.stderr);
+    let s = host(&["sweep", "status", arg(&exp), "--results", arg(&res), "--json"]);
+    let s = s.json();
+    assert_eq!((s["done"].as_u64(), s["failed"].as_u64(), s["pending"].as_u64()), (Some(4), Some(2), Some(0)));
+    for j in s["jobs"].as_array().unwrap() {
+        if j["what"].as_str().unwrap().contains("bits=99") {
+            assert_eq!(j["state"], "failed");
+            let reason = j["reason"].as_str().unwrap();
+            assert!(reason.contains("int:bits=99") && reason.contains("bits"), "{reason}");
+        } else {
+            assert_eq!(j["state"], "done", "{j}");
+        }
+    }
+    let text = host(&["sweep", "status", arg(&exp), "--results", arg(&res)]);
+    assert!(text.stdout.contains("6 jobs: 4 done, 0 running, 2 failed, 0 pending"), "{}", text.stdout);
+    // Collect keeps the finished rows.
+    host(&["sweep", "collect", arg(&exp), "--results", arg(&res)]).expect_code(0);
+    assert_eq!(rows_without_timing(&res).len(), 4);
+}
+
+#[test]
+fn launchers_for_slurm_kubernetes_and_parallel() {
+    shipped_plugins();
+    let d = scratch("emit");
+    let exp = experiment(&d, &format!("name = \"Emit Test\"\n{TINY}\n[[formats]]\npreset = [\"int4\", \"e2m1\"]\n"));
+    let res = d.join("res");
+    let exp_abs = std::path::absolute(&exp).unwrap();
+    let res_abs = std::path::absolute(&res).unwrap();
+    let run_cmd = format!("sweep run {} --results {}", exp_abs.display(), res_abs.display());
+
+    let s = host(&["sweep", "emit", "slurm", arg(&exp), "--results", arg(&res), "--time", "00:30:00"]);
+    s.expect_code(0);
+    assert!(s.stdout.starts_with("#!/bin/bash\n"));
+    assert!(s.stdout.lines().any(|l| l == "#SBATCH --array=0-3"), "{}", s.stdout);
+    assert!(s.stdout.lines().any(|l| l == "#SBATCH --time=00:30:00"));
+    assert!(s.stdout.lines().any(|l| l.starts_with("#SBATCH --output=") && l.ends_with("/logs/%A_%a.out")));
+    assert!(s.stdout.lines().any(|l| l.starts_with("exec /") && l.ends_with(&run_cmd)), "{}", s.stdout);
+    assert!(res.join("logs").is_dir());
+
+    // Kubernetes: checked with a line-based reading of the YAML (no YAML crate): every
+    // required key at its indentation, in order, with its value.
+    let k = host(&["sweep", "emit", "k8s", arg(&exp), "--results", arg(&res), "--parallelism", "3"]);
+    k.expect_code(0);
+    let yaml: Vec<&str> = k.stdout.lines().filter(|l| !l.trim_start().starts_with('#')).collect();
+    let mut at = 0;
+    for want in [
+        "apiVersion: batch/v1",
+        "kind: Job",
+        "metadata:",
+        "  name: sweep-emit-test",
+        "spec:",
+        "  completionMode: Indexed",
+        "  completions: 4",
+        "  parallelism: 3",
+        "  template:",
+        "    spec:",
+        "      restartPolicy: Never",
+        "      containers:",
+        "        - name: sweep",
+    ] {
+        let found = yaml[at..].iter().position(|l| *l == want);
+        assert!(found.is_some(), "`{want}` missing (after line {at}) in\n{}", k.stdout);
+        at += found.unwrap() + 1;
+    }
+    assert!(yaml.iter().any(|l| l.trim_start().starts_with("backoffLimit: ")));
+    // Indentation is spaces only, by two.
+    assert!(yaml.iter().all(|l| !l.contains('\t') && (l.len() - l.trim_start().len()) % 2 == 0));
+    let command = yaml.iter().find(|l| l.trim_start().starts_with("command: [")).expect("command line");
+    let list: Vec<String> =
+        serde_json::from_str(command.trim_start().trim_start_matches("command: ")).expect("command is a flow list");
+    assert_eq!(list[1..], ["sweep", "run", arg(&exp_abs), "--results", arg(&res_abs)]);
+    assert!(Path::new(&list[0]).is_absolute());
+
+    let p = host(&["sweep", "emit", "parallel", arg(&exp), "--results", arg(&res), "--parallelism", "2"]);
+    p.expect_code(0);
+    assert!(p.stdout.contains("seq 0 3 | parallel -j 2 ") && p.stdout.contains(&format!("{run_cmd} --index {{}}")));
+
+    // An array task runs its job from the environment, like Slurm would.
+    let mut c = Command::new(host_exe());
+    c.args(["sweep", "run", arg(&exp), "--results", arg(&res)])
+        .current_dir(root())
+        .env("SLURM_ARRAY_TASK_ID", "2")
+        .env("SLURM_ARRAY_TASK_COUNT", "4");
+    assert!(c.output().unwrap().status.success());
+    let done: Vec<String> = job_files(&res).into_iter().collect();
+    assert_eq!(done, [format!("{}.json", jobs(&res)[2]["hash"].as_str().unwrap())]);
+    // Without a selection or a scheduler, run refuses.
+    let r = host(&["sweep", "run", arg(&exp), "--results", arg(&res)]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("say --index"), "{}", r.stderr);
+}
+
+#[test]
+fn bad_experiment_files_are_one_line_errors_with_position() {
+    let d = scratch("bad");
+    let exp = experiment(&d, "[gmse]\nshape = \"64x1024\"\nsampels = 10\n[[formats]]\npreset = \"int4\"\n");
+    let r = host(&["sweep", "plan", arg(&exp)]);
+    r.expect_code(1);
+    let lines = r.stderr_lines();
+    assert_eq!(lines.len(), 1, "{}", r.stderr);
+    assert!(lines[0].contains("exp.toml: line 3, column 1: unknown field `sampels`"), "{}", lines[0]);
+    let exp = experiment(&d, "[[formats]]\nkind = \"int\"\nparams = { bits = [4, \"x\"] }\n[gmse]\nshape = \"0x4\"\n");
+    let r = host(&["sweep", "plan", arg(&exp)]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("line 5, column 9") && r.stderr.contains("positive"), "{}", r.stderr);
+}
+
+#[test]
+fn plan_hashes_are_stable_and_change_with_the_configuration() {
+    shipped_plugins();
+    let d = scratch("plan");
+    let text = format!("{TINY}\n[[formats]]\npreset = [\"int4\", \"e2m1\"]\n");
+    let exp = experiment(&d, &text);
+    let res = d.join("res");
+    host(&["sweep", "plan", arg(&exp), "--results", arg(&res)]).expect_code(0);
+    let a = jobs(&res);
+    host(&["sweep", "plan", arg(&exp), "--results", arg(&res)]).expect_code(0);
+    assert_eq!(a, jobs(&res));
+    // The plugin identity is part of the configuration.
+    assert_eq!(a[0]["config"]["plugins"][0]["plugin"], "int");
+    assert!(a[0]["config"]["plugins"][0]["version"].is_string());
+    // Another seed: every hash changes.
+    std::fs::write(&exp, text.replace("seed = 3", "seed = 4")).unwrap();
+    host(&["sweep", "plan", arg(&exp), "--results", arg(&res)]).expect_code(0);
+    let b = jobs(&res);
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_ne!(x["hash"], y["hash"]);
+    }
+}
+
+#[test]
+fn every_example_experiment_plans() {
+    shipped_plugins();
+    let d = scratch("examples");
+    let dir = root().join("examples/experiments");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            let res = d.join(p.file_stem().unwrap());
+            let r = host(&["sweep", "plan", arg(&p), "--results", arg(&res)]);
+            r.expect_code(0);
+            assert!(jobs(&res).len() >= 4, "{}: {}", p.display(), r.stdout);
+            n += 1;
+        }
+    }
+    assert!(n >= 1, "no example experiments in {}", dir.display());
+}
+
+#[test]
+fn all_plans_runs_collects_and_fits() {
+    shipped_plugins();
+    let d = scratch("all");
+    let exp = experiment(
+        &d,
+        &format!(
+            r#"{TINY}
+[[formats]]
+preset = ["int4", "e2m1"]
+[train]
+models = ["lm-50k", "lm-100k"]
+formats = ["none", "int4"]
+steps = 3
+[fit]
+law = "unified"
+fix = "alpha=0.13,beta=0.33,E=1.3,L=1"
+bootstrap = 10
+force = true
+[report]
+title = "all"
+"#
+        ),
+    );
+    // Default results folder: beside the experiment file.
+    let r = host(&["sweep", "all", arg(&exp), "--jobs", "2"]);
+    r.expect_code(0);
+    let res = d.join("exp.results");
+    assert_complete(&res);
+    assert_eq!(rows_without_timing(&res).len(), 8);
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(res.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["report"]["title"], "all");
+    let fit: Value = serde_json::from_str(&std::fs::read_to_string(res.join("fit.json")).unwrap()).unwrap();
+    assert!(fit.get("error").is_none(), "{fit}");
+    // The fixed parameters come back as fixed, at their values.
+    let text = std::fs::read_to_string(res.join("fit.txt")).unwrap();
+    assert!(text.contains("law unified (4 runs)"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("alpha") && l.contains("0.130000") && l.contains("fixed")), "{text}");
+    let plots: Vec<_> = std::fs::read_dir(res.join("plots")).unwrap().flatten().collect();
+    assert!(plots.iter().any(|e| e.file_name() == "loss-vs-n.svg"), "{plots:?}");
+}
