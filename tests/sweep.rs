@@ -401,7 +401,7 @@ fn every_example_experiment_plans() {
 }
 
 #[test]
-fn all_plans_runs_collects_and_fits() {
+fn all_plans_runs_collects_fits_and_reports() {
     shipped_plugins();
     let d = scratch("all");
     let exp = experiment(
@@ -440,4 +440,9 @@ title = "all"
     assert!(text.lines().any(|l| l.starts_with("alpha") && l.contains("0.130000") && l.contains("fixed")), "{text}");
     let plots: Vec<_> = std::fs::read_dir(res.join("plots")).unwrap().flatten().collect();
     assert!(plots.iter().any(|e| e.file_name() == "loss-vs-n.svg"), "{plots:?}");
+    // ... and the report, titled from the experiment, opening with its plots.
+    let report = std::fs::read_to_string(res.join("report/report.md")).unwrap();
+    assert!(report.starts_with("# all"), "{report}");
+    assert!(res.join("report/plots/loss-vs-n.svg").exists());
+    assert!(r.stderr.contains("host: report: wrote"), "{}", r.stderr);
 }

@@ -52,6 +52,8 @@ pub enum Command {
     /// independent jobs into one shared results folder: plan, run (locally, as Slurm array or
     /// Kubernetes indexed tasks), status, collect, emit launch scripts.
     Sweep(crate::sweep::SweepArgs),
+    /// Write a Markdown report with plots from a sweep's results folder.
+    Report(crate::report::ReportArgs),
 }
 
 /// `host list`.
@@ -563,6 +565,7 @@ pub fn main() -> i32 {
         Command::Fit(a) => crate::fit::run(a, verbose),
         Command::Train(a) => crate::train::run(a, verbose),
         Command::Sweep(a) => crate::sweep::run(a, verbose),
+        Command::Report(a) => crate::report::run(&a, verbose),
         Command::Law => {
             print!("{DEFAULT_LAW}");
             Ok(())

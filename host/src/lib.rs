@@ -15,6 +15,7 @@ pub mod output;
 pub mod plot;
 pub mod rank;
 pub mod rankplot;
+pub mod report;
 pub mod sampler;
 pub mod spec;
 pub mod sweep;

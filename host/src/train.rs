@@ -85,6 +85,34 @@ pub struct TrainArgs {
     /// Law for the rho of the formats in the record (default: the built-in law).
     #[arg(long, value_name = "FILE")]
     pub law: Option<PathBuf>,
+    /// Print the model presets (sizes, non-embedding parameters, learning rates) and exit.
+    #[arg(long)]
+    pub list_models: bool,
+}
+
+/// The `--list-models` table.
+fn model_table() -> String {
+    let mut s = format!(
+        "{:<11} {:>6} {:>5} {:>6} {:>7} {:>5} {:>6} {:>9} {:>10}\n",
+        "preset", "layers", "heads", "width", "hidden", "ctx", "batch", "lr", "N (non-emb)"
+    );
+    for p in trainer::model::PRESETS {
+        if let Ok(c) = model::preset(p.0) {
+            s += &format!(
+                "{:<11} {:>6} {:>5} {:>6} {:>7} {:>5} {:>6} {:>9.1e} {:>10}\n",
+                c.name,
+                c.n_layer,
+                c.n_head,
+                c.d_model,
+                c.d_hidden,
+                c.ctx,
+                c.batch,
+                c.lr,
+                c.non_embedding_params()
+            );
+        }
+    }
+    s
 }
 
 /// A plugin format as the trainer's compressor.
@@ -212,6 +240,10 @@ fn append_line(path: &Path, v: &Value) -> Result<(), String> {
 
 /// Runs `host train` and prints the outcome.
 pub fn run(a: TrainArgs, verbose: bool) -> Result<(), String> {
+    if a.list_models {
+        print!("{}", model_table());
+        return Ok(());
+    }
     let result = execute(&a, verbose)?;
     if a.json {
         println!("{}", serde_json::to_string(&result).map_err(|e| e.to_string())?);

@@ -130,7 +130,8 @@ pub enum Action {
     Collect(Common),
     /// Print a Slurm array script, a Kubernetes Indexed Job or a GNU parallel command.
     Emit(EmitArgs),
-    /// Plan, run every job, collect: the whole experiment in one command.
+    /// Plan, run every job, collect, write the report (DIR/report/report.md): the whole
+    /// experiment in one command.
     All(AllArgs),
 }
 
@@ -562,6 +563,11 @@ pub fn run(a: SweepArgs, verbose: bool) -> Result<(), String> {
             };
             let ran = cmd_run(&r, verbose);
             cmd_collect(&a.common, verbose)?;
+            let dir = results_dir(&a.common);
+            match crate::report::write(&dir, &dir.join("report")) {
+                Ok(p) => eprintln!("host: report: wrote {}", p.display()),
+                Err(e) => crate::cli::warn(format!("report not written: {e}")),
+            }
             ran
         }
     }

@@ -239,6 +239,7 @@ fn run_train(ctx: &Context, job: &Job, files: &JobFiles) -> Result<(Value, Value
         checkpoint_every: c["checkpoint_every"].as_u64().unwrap_or(100),
         plugins: ctx.manifest.plugins.clone(),
         law: None,
+        list_models: false,
     };
     let mut record = crate::train::execute(&a, ctx.verbose)?;
     let mut timing = serde_json::Map::new();
