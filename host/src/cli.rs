@@ -292,7 +292,7 @@ pub fn measure_specs(
     specs: &[String],
     threads: Option<usize>,
     verbose: bool,
-) -> Result<std::collections::BTreeMap<String, Result<crate::fit::data::Measured, String>>, String> {
+) -> Result<Measured, String> {
     let libs = load(paths, verbose);
     if libs.is_empty() {
         return Err(format!(
@@ -301,11 +301,19 @@ pub fn measure_specs(
             paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         ));
     }
+    measure_loaded(&libs, specs, threads)
+}
+
+/// GMSE, family and bits of each SPEC by its result (or error).
+pub type Measured = std::collections::BTreeMap<String, Result<crate::fit::data::Measured, String>>;
+
+/// [`measure_specs`] with plugins already loaded.
+pub fn measure_loaded(libs: &[Loaded], specs: &[String], threads: Option<usize>) -> Result<Measured, String> {
     let shape = Config::default().shape;
     let mut out = std::collections::BTreeMap::new();
     let mut prepared = Vec::new();
     for s in specs {
-        match prepare_one(&libs, s, shape) {
+        match prepare_one(libs, s, shape) {
             Ok(p) => prepared.push(p),
             Err(e) => {
                 out.insert(s.clone(), Err(e));

@@ -192,17 +192,11 @@ fn compressor(
     Ok(Some(Box::new(PluginCompressor { spec: spec.trim().to_string(), format: p.format })))
 }
 
-fn facts(
-    spec: &str,
-    paths: &[PathBuf],
-    threads: Option<usize>,
-    law: &Law,
-    verbose: bool,
-) -> Result<FormatFacts, String> {
+fn facts(spec: &str, libs: &[crate::loader::Loaded], threads: Option<usize>, law: &Law) -> Result<FormatFacts, String> {
     if is_none(spec) {
         return Ok(FormatFacts::default());
     }
-    let m = crate::cli::measure_specs(paths, &[spec.to_string()], threads, verbose)?;
+    let m = crate::cli::measure_loaded(libs, &[spec.to_string()], threads)?;
     let m = m[spec].clone().map_err(|e| format!("format `{spec}`: {e}"))?;
     let rho = law.rho(&m.family, m.gmse);
     Ok(FormatFacts { gmse: Some(m.gmse), family: Some(m.family), bits: Some(m.bits), rho: Some(rho) })
@@ -325,8 +319,8 @@ pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
         ];
         let w = compressor(&libs, &a.format, &weight_shapes(&cfg))?;
         let act = compressor(&libs, &a.act_format, &ashapes)?;
-        let wf = facts(&a.format, &a.plugins, a.threads, &law, verbose)?;
-        let af = facts(&a.act_format, &a.plugins, a.threads, &law, verbose)?;
+        let wf = facts(&a.format, &libs, a.threads, &law)?;
+        let af = facts(&a.act_format, &libs, a.threads, &law)?;
         (w, act, wf, af)
     };
 

@@ -72,9 +72,36 @@ pub trait Float:
     ) -> Result<(), String>;
 }
 
+// The constants and methods that forward to the type's own (identical for f32 and f64).
+macro_rules! forward_std {
+    ($t:ident) => {
+        const ZERO: Self = 0.0;
+        const ONE: Self = 1.0;
+        #[inline(always)]
+        fn exp(self) -> Self {
+            $t::exp(self)
+        }
+        #[inline(always)]
+        fn ln(self) -> Self {
+            $t::ln(self)
+        }
+        #[inline(always)]
+        fn sqrt(self) -> Self {
+            $t::sqrt(self)
+        }
+        #[inline(always)]
+        fn max(self, other: Self) -> Self {
+            $t::max(self, other)
+        }
+        #[inline(always)]
+        fn is_finite(self) -> bool {
+            $t::is_finite(self)
+        }
+    };
+}
+
 impl Float for f32 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
+    forward_std!(f32);
     #[inline(always)]
     fn from_f64(x: f64) -> Self {
         x as f32
@@ -84,28 +111,8 @@ impl Float for f32 {
         self as f64
     }
     #[inline(always)]
-    fn exp(self) -> Self {
-        f32::exp(self)
-    }
-    #[inline(always)]
     fn fexp(self) -> Self {
         exp_f32(self)
-    }
-    #[inline(always)]
-    fn ln(self) -> Self {
-        f32::ln(self)
-    }
-    #[inline(always)]
-    fn sqrt(self) -> Self {
-        f32::sqrt(self)
-    }
-    #[inline(always)]
-    fn max(self, other: Self) -> Self {
-        f32::max(self, other)
-    }
-    #[inline(always)]
-    fn is_finite(self) -> bool {
-        f32::is_finite(self)
     }
     fn compress(
         c: &dyn Compressor,
@@ -122,8 +129,7 @@ impl Float for f32 {
 }
 
 impl Float for f64 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
+    forward_std!(f64);
     #[inline(always)]
     fn from_f64(x: f64) -> Self {
         x
@@ -133,28 +139,8 @@ impl Float for f64 {
         self
     }
     #[inline(always)]
-    fn exp(self) -> Self {
-        f64::exp(self)
-    }
-    #[inline(always)]
     fn fexp(self) -> Self {
         f64::exp(self)
-    }
-    #[inline(always)]
-    fn ln(self) -> Self {
-        f64::ln(self)
-    }
-    #[inline(always)]
-    fn sqrt(self) -> Self {
-        f64::sqrt(self)
-    }
-    #[inline(always)]
-    fn max(self, other: Self) -> Self {
-        f64::max(self, other)
-    }
-    #[inline(always)]
-    fn is_finite(self) -> bool {
-        f64::is_finite(self)
     }
     fn compress(
         c: &dyn Compressor,
