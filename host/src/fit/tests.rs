@@ -8,12 +8,12 @@ use super::report::{self, Report};
 use super::solve::Setup;
 use super::{FitArgs, parse_fix};
 
-const QUEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/quest_scaling_runs.csv");
+const QUEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/data/quest/quest_scaling_runs.csv");
 
-/// The QuEST CSV (from another repository; present beside the project in CI, never committed).
+/// The QuEST CSV (MIT, IST-DASLab/QuEST; shipped in examples/data/quest/ with its licence).
 fn quest_table() -> Table {
     let text = std::fs::read_to_string(QUEST).unwrap_or_else(|e| {
-        panic!("{QUEST}: {e}. The QuEST runs live in ../shared/data beside the repository (see shared/data/README)")
+        panic!("{QUEST}: {e}. examples/data/quest/ ships the QuEST runs with the repository")
     });
     Table::from_csv(&text).unwrap()
 }
