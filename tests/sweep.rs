@@ -371,6 +371,12 @@ fn plan_hashes_are_stable_and_change_with_the_configuration() {
     // The plugin identity is part of the configuration.
     assert_eq!(a[0]["config"]["plugins"][0]["plugin"], "int");
     assert!(a[0]["config"]["plugins"][0]["version"].is_string());
+    // Parameters are the kind's full table, defaults included: `int4` sets no `scale_bits`, yet
+    // the hash covers the default, and code versions are part of the configuration.
+    let params = &a[0]["config"]["plugins"][0]["params"];
+    assert_eq!(params["bits"], 4);
+    assert_eq!(params["scale_bits"], 16, "default missing from {params}");
+    assert_eq!(a[0]["config"]["versions"]["host"], host::engine::RESULTS_VERSION);
     // Another seed: every hash changes.
     std::fs::write(&exp, text.replace("seed = 3", "seed = 4")).unwrap();
     host(&["sweep", "plan", arg(&exp), "--results", arg(&res)]).expect_code(0);
@@ -379,6 +385,64 @@ fn plan_hashes_are_stable_and_change_with_the_configuration() {
     for (x, y) in a.iter().zip(&b) {
         assert_ne!(x["hash"], y["hash"]);
     }
+}
+
+/// Rewrites the finished result of `job` as if an older host (RESULTS_VERSION 0) had computed
+/// it: its config says so and it is stored under that config's hash. Returns the old hash.
+fn make_stale(res: &Path, job: &Value) -> String {
+    let hash = job["hash"].as_str().unwrap();
+    let path = res.join("jobs").join(format!("{hash}.json"));
+    let mut r: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    r["config"]["versions"]["host"] = 0.into();
+    r["result"]["gmse"] = 1.0.into();
+    let old = host::sweep::plan::job_hash(&r["config"]);
+    r["hash"] = old.clone().into();
+    std::fs::write(res.join("jobs").join(format!("{old}.json")), r.to_string()).unwrap();
+    std::fs::remove_file(path).unwrap();
+    old
+}
+
+#[test]
+fn stale_results_are_reported_redone_or_kept() {
+    shipped_plugins();
+    let d = scratch("stale");
+    let exp = experiment(&d, &format!("{TINY}\n[[formats]]\npreset = [\"int4\", \"e2m1\"]\n"));
+    let res = d.join("res");
+    let run = |extra: &[&str]| {
+        let mut a = vec!["sweep", "run", arg(&exp), "--results", arg(&res), "--all"];
+        a.extend_from_slice(extra);
+        host(&a)
+    };
+    run(&[]).expect_code(0);
+    let jobs = jobs(&res);
+    let old = make_stale(&res, &jobs[1]);
+    // Status names the stale result and what changed.
+    let st = host(&["sweep", "status", arg(&exp), "--results", arg(&res)]);
+    st.expect_code(0);
+    assert!(st.stdout.contains("1 stale"), "{}", st.stdout);
+    assert!(st.stdout.contains(&old) && st.stdout.contains("versions.host: 0 -> 1"), "{}", st.stdout);
+    // --keep-stale runs nothing and collects the old value, marked stale.
+    let kept = run(&["--keep-stale"]);
+    kept.expect_code(0);
+    assert!(kept.stderr.contains("0 done"), "{}", kept.stderr);
+    host(&["sweep", "collect", arg(&exp), "--results", arg(&res), "--keep-stale"]).expect_code(0);
+    let csv = std::fs::read_to_string(res.join("results.csv")).unwrap();
+    let mut rd = csv::Reader::from_reader(csv.as_bytes());
+    let head = rd.headers().unwrap().clone();
+    let col = |n: &str| head.iter().position(|h| h == n).unwrap();
+    let rows: Vec<csv::StringRecord> = rd.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), jobs.len());
+    assert_eq!((&rows[1][col("hash")], &rows[1][col("stale")], &rows[1][col("gmse")]), (old.as_str(), "true", "1.0"));
+    assert_eq!(&rows[0][col("stale")], "");
+    // Without the flag, collect leaves it out, and run computes it again under its new hash.
+    host(&["sweep", "collect", arg(&exp), "--results", arg(&res)]).expect_code(0);
+    assert_eq!(std::fs::read_to_string(res.join("results.csv")).unwrap().lines().count(), jobs.len());
+    let redo = run(&[]);
+    redo.expect_code(0);
+    assert!(redo.stderr.contains("1 done"), "{}", redo.stderr);
+    let st = host(&["sweep", "status", arg(&exp), "--results", arg(&res), "--json"]);
+    let v: Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!((v["done"].as_u64(), v["stale"].as_u64()), (Some(jobs.len() as u64), Some(0)));
 }
 
 #[test]

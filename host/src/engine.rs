@@ -21,6 +21,13 @@ use crate::sampler;
 /// Tensors per round; results depend on it, never on the thread count.
 pub const ROUND: usize = 8;
 
+/// Version of the host's measurement results: the sampler, the distributions, the engine's
+/// accumulation and stopping rule, compositions and the format wrapper used in training. Bump it
+/// in any change that alters a GMSE (or a training run through the host's wrapper) for the same
+/// configuration and seed; sweep job hashes include it, so older results are reported as stale.
+/// `golden_gmse_pins_results_version` fails when a GMSE changes without a bump.
+pub const RESULTS_VERSION: u32 = 1;
+
 /// Something the engine can measure: compresses and hands the output to `f`.
 pub trait Subject: Sync {
     /// Compresses `x` (of `shape`) with `seed` and calls `f` on the output.
@@ -247,6 +254,23 @@ mod tests {
 
     fn cfg() -> Config {
         Config { shape: Shape::new(16, 1024), seed: 1, target_rse: 2e-3, ..Config::default() }
+    }
+
+    /// Golden values of the sampler + engine at RESULTS_VERSION. Sweep results are reused by
+    /// job hash, so a change that moves these numbers must bump [`RESULTS_VERSION`] (and then
+    /// update this table): otherwise old results would be silently mixed with new ones.
+    #[test]
+    fn golden_gmse_pins_results_version() {
+        // Near step^2/12 = 0.046875 (the check of the number itself is the test above).
+        const GOLDEN: (u32, f64) = (1, 4.6991603121568915e-2);
+        let c = Config { fixed_samples: Some(2 * ROUND as u64 * 16 * 1024), ..cfg() };
+        let m = measure(&[&Rounder(0.75)], &c, &mut |_, _, _| {}).pop().unwrap().unwrap();
+        assert_eq!(
+            (RESULTS_VERSION, m.gmse),
+            GOLDEN,
+            "GMSE results changed: bump engine::RESULTS_VERSION and update GOLDEN (got {:e})",
+            m.gmse
+        );
     }
 
     #[test]

@@ -83,9 +83,36 @@ pub fn parse_overrides(s: &str) -> Result<Table, String> {
             Ok(mut one) => one.remove("v").unwrap_or_else(|| Value::String(v.to_string())),
             Err(_) => Value::String(v.to_string()),
         };
-        t.insert(k.to_string(), value);
+        if t.insert(k.to_string(), value).is_some() {
+            return Err(format!("parameter `{k}` is given twice; give each parameter once"));
+        }
     }
     Ok(t)
+}
+
+impl Resolved {
+    /// Every parameter of the kind: its documented defaults, then the preset's parameters and
+    /// the overrides on top. Two SPECs that build the same format give the same table, and a
+    /// changed default changes it (sweep job identity rests on this).
+    pub fn full_params(&self, libs: &[Loaded]) -> Result<Table, String> {
+        let info = &libs[self.plugin].lib.info;
+        let kind = info
+            .kinds
+            .iter()
+            .find(|k| k.name == self.kind)
+            .ok_or_else(|| format!("format `{}`: plugin `{}` has no kind `{}`", self.spec, info.name, self.kind))?;
+        let mut full = Table::new();
+        for p in &kind.params {
+            let mut one = parse_inline_table(&format!("v = {}", p.default)).map_err(|e| {
+                format!("plugin `{}`, kind `{}`: default of `{}` is not TOML: {e}", info.name, kind.name, p.name)
+            })?;
+            if let Some(v) = one.remove("v") {
+                full.insert(p.name.clone(), v);
+            }
+        }
+        full.extend(self.params.clone());
+        Ok(full)
+    }
 }
 
 /// Resolves `spec` against the loaded plugins.
@@ -154,5 +181,7 @@ mod tests {
     fn bad_pairs() {
         assert!(parse_overrides("bits").unwrap_err().contains("not key=value"));
         assert!(parse_overrides("=3").unwrap_err().contains("missing parameter name"));
+        let twice = parse_overrides("bits=6,bits=5").unwrap_err();
+        assert!(twice.contains("`bits` is given twice"), "{twice}");
     }
 }

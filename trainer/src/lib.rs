@@ -19,4 +19,11 @@ pub mod optim;
 pub mod train;
 
 pub use model::{ModelConfig, PRESETS, preset};
+
+/// Version of the trainer's numerical results. Bump it in any change that alters the losses of
+/// a run with the same configuration and seed (a kernel, the initialization, the optimizer, the
+/// schedule, batch sampling, data splits). Sweep job hashes include it, so results of an older
+/// trainer are reported as stale instead of being silently reused. The golden run in
+/// `tests/golden.rs` fails when losses change without a bump.
+pub const RESULTS_VERSION: u32 = 1;
 pub use train::{StepStats, TrainOptions, Trainer};

@@ -5,6 +5,7 @@
 //! - [`exp`]: the experiment file (TOML) and its format grids.
 //! - [`plan`]: jobs with content hashes, `DIR/manifest.json`.
 //! - [`runner`]: running jobs (claims, atomic results, failures), job states.
+//! - [`stale`]: results of older code or plugin defaults, reported and redone.
 //! - [`emit`]: Slurm, Kubernetes and GNU parallel launchers.
 //!
 //! Results folder (`DIR`, default `<experiment stem>.results/` beside the
@@ -22,6 +23,7 @@ pub mod emit;
 pub mod exp;
 pub mod plan;
 pub mod runner;
+pub mod stale;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -75,6 +77,21 @@ pub struct RunArgs {
     /// one-thread jobs). Results do not depend on it.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Keep stale results (computed by an older host, trainer or plugin default) instead of
+    /// running those jobs again.
+    #[arg(long)]
+    pub keep_stale: bool,
+}
+
+/// `host sweep collect`.
+#[derive(Args, Debug, Clone)]
+pub struct CollectArgs {
+    /// The experiment and its results folder.
+    #[command(flatten)]
+    pub common: Common,
+    /// Collect stale results (marked `stale = true`) for jobs that have no current one.
+    #[arg(long)]
+    pub keep_stale: bool,
 }
 
 /// `host sweep status`.
@@ -114,6 +131,9 @@ pub struct AllArgs {
     /// Worker threads per job (default: the cores divided among the jobs run at once).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Keep stale results instead of running those jobs again (see `sweep run --keep-stale`).
+    #[arg(long)]
+    pub keep_stale: bool,
 }
 
 /// The `host sweep` verbs.
@@ -122,12 +142,14 @@ pub enum Action {
     /// Expand the experiment into jobs and write DIR/manifest.json.
     Plan(Common),
     /// Run jobs (--index I, --shard i/N, --all, or the Slurm / Kubernetes array index); finished
-    /// jobs are skipped, so a killed run continues where it stopped.
+    /// jobs are skipped, so a killed run continues where it stopped. Stale results (an older
+    /// host, trainer or plugin default) are computed again unless --keep-stale.
     Run(RunArgs),
-    /// Count done / running / failed / pending jobs, with reasons.
+    /// Count done / running / failed / stale / pending jobs, with reasons (for a stale result:
+    /// what changed).
     Status(StatusArgs),
     /// Write DIR/results.csv and DIR/results.jsonl (and the fit of the training runs).
-    Collect(Common),
+    Collect(CollectArgs),
     /// Print a Slurm array script, a Kubernetes Indexed Job or a GNU parallel command.
     Emit(EmitArgs),
     /// Plan, run every job, collect, write the report (DIR/report/report.md): the whole
@@ -223,8 +245,14 @@ fn cmd_plan(c: &Common, verbose: bool) -> Result<(), String> {
     let m = &p.manifest;
     let (g, t) = m.counts();
     let done = m.jobs.iter().filter(|j| matches!(runner::state(&m.results, j), State::Done)).count();
+    let stale = stale::StaleIndex::scan(m)
+        .0
+        .keys()
+        .filter(|&&i| !matches!(runner::state(&m.results, &m.jobs[i]), State::Done))
+        .count();
+    let stale = if stale > 0 { format!(", {stale} with stale results (see `sweep status`)") } else { String::new() };
     println!(
-        "sweep `{}`: {} jobs ({g} GMSE: {} formats x {} distributions; {t} training runs), {done} already done",
+        "sweep `{}`: {} jobs ({g} GMSE: {} formats x {} distributions; {t} training runs), {done} already done{stale}",
         m.name,
         m.jobs.len(),
         p.exp.format_specs()?.len(),
@@ -252,7 +280,18 @@ fn cmd_run(a: &RunArgs, verbose: bool) -> Result<(), String> {
     let p = plan_experiment(&a.common, verbose)?;
     let m = &p.manifest;
     let env = |k: &str| std::env::var(k).ok();
-    let selected: Vec<&Job> = select(m.jobs.len(), a, &env)?.into_iter().map(|i| &m.jobs[i]).collect();
+    let mut selected: Vec<&Job> = select(m.jobs.len(), a, &env)?.into_iter().map(|i| &m.jobs[i]).collect();
+    let stale = stale::StaleIndex::scan(m);
+    let redo = selected.iter().filter(|j| stale.get(j.index).is_some() && !is_done(m, j)).count();
+    if redo > 0 && a.keep_stale {
+        selected.retain(|j| stale.get(j.index).is_none() || is_done(m, j));
+        eprintln!("host: sweep: keeping {redo} stale results (--keep-stale); `sweep status` says what changed");
+    } else if redo > 0 {
+        eprintln!(
+            "host: sweep: {redo} selected jobs have only stale results (older host, trainer or plugin defaults); \
+             running them again (--keep-stale keeps them)"
+        );
+    }
     let cores = cores();
     let parallel = a.jobs.unwrap_or(cores).min(selected.len()).max(1);
     let threads = a.threads.unwrap_or((cores / parallel).max(1));
@@ -280,9 +319,15 @@ fn cmd_run(a: &RunArgs, verbose: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `j` has a current result.
+fn is_done(m: &Manifest, j: &Job) -> bool {
+    runner::read_result(&runner::JobFiles::new(&m.results, &j.hash), &j.hash).is_some()
+}
+
 /// The status of every job, as JSON.
 pub fn status_json(m: &Manifest) -> Value {
-    let mut counts = [0usize; 4];
+    let stale = stale::StaleIndex::scan(m);
+    let mut counts = [0usize; 5];
     let jobs: Vec<Value> = m
         .jobs
         .iter()
@@ -305,6 +350,13 @@ pub fn status_json(m: &Manifest) -> Value {
                     v["state"] = "failed".into();
                     v["reason"] = e.into();
                 }
+                State::Pending(_) if stale.get(j.index).is_some() => {
+                    let s = stale.get(j.index).unwrap_or_else(|| unreachable!());
+                    counts[4] += 1;
+                    v["state"] = "stale".into();
+                    v["stale_hash"] = s.hash.clone().into();
+                    v["changed"] = s.changed.clone().into();
+                }
                 State::Pending(why) => {
                     counts[3] += 1;
                     v["state"] = "pending".into();
@@ -317,7 +369,7 @@ pub fn status_json(m: &Manifest) -> Value {
         })
         .collect();
     json!({"name": m.name, "results": m.results, "total": m.jobs.len(), "done": counts[0], "running": counts[1],
-        "failed": counts[2], "pending": counts[3], "jobs": jobs})
+        "failed": counts[2], "pending": counts[3], "stale": counts[4], "jobs": jobs})
 }
 
 fn cmd_status(a: &StatusArgs) -> Result<(), String> {
@@ -328,12 +380,13 @@ fn cmd_status(a: &StatusArgs) -> Result<(), String> {
         return Ok(());
     }
     println!(
-        "sweep `{}`: {} jobs: {} done, {} running, {} failed, {} pending ({})",
+        "sweep `{}`: {} jobs: {} done, {} running, {} failed, {}{} pending ({})",
         m.name,
         s["total"],
         s["done"],
         s["running"],
         s["failed"],
+        if s["stale"] != 0 { format!("{} stale, ", s["stale"]) } else { String::new() },
         s["pending"],
         m.results.display()
     );
@@ -344,6 +397,16 @@ fn cmd_status(a: &StatusArgs) -> Result<(), String> {
                 println!("  running  {head}: {} pid {}, {} s", j["host"].as_str().unwrap_or(""), j["pid"], j["age_s"])
             }
             Some("failed") => println!("  failed   {head}: {}", j["reason"].as_str().unwrap_or("")),
+            Some("stale") => {
+                let changed: Vec<&str> =
+                    j["changed"].as_array().into_iter().flatten().filter_map(|c| c.as_str()).collect();
+                println!(
+                    "  stale    {head}: result {} is from older code or defaults ({}); `sweep run` redoes it, \
+                     --keep-stale keeps it",
+                    j["stale_hash"].as_str().unwrap_or(""),
+                    changed.join("; ")
+                )
+            }
             Some("pending") if !j["reason"].is_null() => {
                 println!("  pending  {head}: {}", j["reason"].as_str().unwrap_or(""))
             }
@@ -389,18 +452,29 @@ fn cell(v: &Value) -> String {
 }
 
 /// Writes `results.csv`, `results.jsonl` (and the fit); returns (rows, training records).
-pub fn collect(m: &Manifest) -> Result<(usize, Vec<Value>), String> {
+/// With `keep_stale`, a job without a current result contributes its stale one (`stale = true`).
+pub fn collect(m: &Manifest, keep_stale: bool) -> Result<(usize, Vec<Value>), String> {
     let dir = &m.results;
+    let stale = if keep_stale { stale::StaleIndex::scan(m) } else { stale::StaleIndex::default() };
     let mut rows: Vec<Value> = Vec::new();
     let mut timings: Vec<Value> = Vec::new();
     let mut train = Vec::new();
     for j in &m.jobs {
         let files = runner::JobFiles::new(dir, &j.hash);
-        let Some(r) = runner::read_result(&files, &j.hash) else { continue };
+        let (r, old) = match runner::read_result(&files, &j.hash) {
+            Some(r) => (r, None),
+            None => match stale.get(j.index) {
+                Some(s) => (s.record.clone(), Some(s.hash.clone())),
+                None => continue,
+            },
+        };
         let mut row = serde_json::Map::new();
         row.insert("index".into(), j.index.into());
-        row.insert("hash".into(), j.hash.clone().into());
+        row.insert("hash".into(), old.clone().unwrap_or_else(|| j.hash.clone()).into());
         row.insert("type".into(), j.kind.clone().into());
+        if old.is_some() {
+            row.insert("stale".into(), true.into());
+        }
         if let Some(o) = r["result"].as_object() {
             for (k, v) in o {
                 row.insert(k.clone(), v.clone());
@@ -499,10 +573,11 @@ pub fn fit(m: &Manifest, f: &exp::Fit, records: &[Value], verbose: bool) -> Resu
     Ok(())
 }
 
-fn cmd_collect(c: &Common, verbose: bool) -> Result<(), String> {
+fn cmd_collect(a: &CollectArgs, verbose: bool) -> Result<(), String> {
+    let c = &a.common;
     let exp = Experiment::read(&c.experiment)?;
     let m = Manifest::read(&results_dir(c))?;
-    let (n, train) = collect(&m)?;
+    let (n, train) = collect(&m, a.keep_stale)?;
     eprintln!(
         "host: sweep: collected {n} of {} jobs into {} and results.jsonl",
         m.jobs.len(),
@@ -560,9 +635,10 @@ pub fn run(a: SweepArgs, verbose: bool) -> Result<(), String> {
                 all: true,
                 jobs: a.jobs,
                 threads: a.threads,
+                keep_stale: a.keep_stale,
             };
             let ran = cmd_run(&r, verbose);
-            cmd_collect(&a.common, verbose)?;
+            cmd_collect(&CollectArgs { common: a.common.clone(), keep_stale: a.keep_stale }, verbose)?;
             let dir = results_dir(&a.common);
             match crate::report::write(&dir, &dir.join("report")) {
                 Ok(p) => eprintln!("host: report: wrote {}", p.display()),

@@ -11,7 +11,13 @@
 //! table, the distribution, shape, precision and seed (and, for training,
 //! the model, data, budget, seed and the GMSE-facts context of the record);
 //! not the experiment's name or index, so the same job in two experiments
-//! has the same hash.
+//! has the same hash. Plugin parameters are the kind's full table (documented
+//! defaults included), and `versions` holds the host's and the trainer's
+//! `RESULTS_VERSION`s, so a changed default or a changed trainer gives a new
+//! hash. A job's *slot* is the hash of its configuration without `plugins`,
+//! `versions` and `schema`: the job as the experiment file writes it. A result
+//! whose slot matches a planned job but whose hash does not is *stale* (see
+//! [`super::stale`]).
 
 use std::path::{Path, PathBuf};
 
@@ -23,7 +29,7 @@ use crate::loader::Loaded;
 use crate::spec;
 
 /// Version of the job configuration schema (part of every hash).
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 
 /// 64-bit FNV-1a of `bytes`.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
@@ -107,6 +113,34 @@ pub struct Job {
     pub what: String,
     /// The full configuration (what the hash covers).
     pub config: Value,
+    /// The job as the experiment writes it (see [`slot`]); results of older code or plugin
+    /// defaults share it.
+    #[serde(default)]
+    pub slot: String,
+}
+
+/// Keys of a configuration that say which code and parameters produced a result rather than
+/// which job it is.
+const IDENTITY_KEYS: [&str; 3] = ["plugins", "versions", "schema"];
+
+/// The slot of a configuration: FNV-1a 64 of its canonical JSON without [`IDENTITY_KEYS`].
+pub fn slot(config: &Value) -> String {
+    let mut c = config.clone();
+    if let Some(o) = c.as_object_mut() {
+        for k in IDENTITY_KEYS {
+            o.remove(k);
+        }
+    }
+    job_hash(&c)
+}
+
+/// The code versions every job's configuration carries.
+fn versions(train: bool) -> Value {
+    let mut v = json!({"host": crate::engine::RESULTS_VERSION});
+    if train {
+        v["trainer"] = json!(trainer::RESULTS_VERSION);
+    }
+    v
 }
 
 /// The whole plan (the manifest).
@@ -164,9 +198,10 @@ fn identity(libs: &[Loaded], spec_text: &str, plugin_paths: &[PathBuf]) -> Resul
             }
         })?;
         let info = &libs[r.plugin].lib.info;
+        let params = r.full_params(libs)?;
         parts.push(json!({
             "plugin": info.name, "version": info.version, "sdk_version": info.sdk_version,
-            "kind": r.kind, "params": serde_json::to_value(&r.params).map_err(|e| e.to_string())?,
+            "kind": r.kind, "params": serde_json::to_value(&params).map_err(|e| e.to_string())?,
         }));
     }
     Ok(Value::Array(parts))
@@ -202,7 +237,8 @@ pub fn build(exp: &Experiment, exp_path: &Path, results: &Path, libs: &[Loaded])
     let mut push = |kind: &str, what: String, config: Value| {
         let hash = job_hash(&config);
         if !jobs.iter().any(|j| j.hash == hash) {
-            jobs.push(Job { index: jobs.len(), hash, kind: kind.to_string(), what, config });
+            let slot = slot(&config);
+            jobs.push(Job { index: jobs.len(), hash, kind: kind.to_string(), what, config, slot });
         }
     };
     let g = &exp.gmse;
@@ -219,7 +255,7 @@ pub fn build(exp: &Experiment, exp_path: &Path, results: &Path, libs: &[Loaded])
                 "shape": g.shape.to_string(), "seed": g.seed,
                 "target_rse": if g.samples.is_some() { None } else { Some(g.target_rse.map(|x| x.0).unwrap_or(1e-3)) },
                 "samples": g.samples, "max_samples": g.max_samples.unwrap_or(1 << 30),
-                "round": crate::engine::ROUND,
+                "round": crate::engine::ROUND, "versions": versions(false),
             });
             push("gmse", format!("gmse {s} @ {d}"), config);
         }
@@ -254,7 +290,7 @@ pub fn build(exp: &Experiment, exp_path: &Path, results: &Path, libs: &[Loaded])
                                 "seed": seed, "lr": t.lr, "eval_every": t.eval_every.unwrap_or(200),
                                 "eval_windows": t.eval_windows.unwrap_or(64),
                                 "checkpoint_every": t.checkpoint_every.unwrap_or(100),
-                                "facts": facts_context(),
+                                "facts": facts_context(), "versions": versions(true),
                             });
                             let budget = match (steps, tpp) {
                                 (Some(s), _) => format!("{s} steps"),

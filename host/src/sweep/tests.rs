@@ -141,6 +141,7 @@ fn run_args(index: Option<usize>, shard: Option<&str>, all: bool) -> RunArgs {
         all,
         jobs: None,
         threads: None,
+        keep_stale: false,
     }
 }
 
@@ -190,6 +191,7 @@ fn launchers_name_the_array_and_the_command() {
                 kind: "gmse".into(),
                 what: String::new(),
                 config: json!({}),
+                slot: String::new(),
             })
             .collect(),
     };
