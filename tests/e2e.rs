@@ -191,6 +191,30 @@ fn results_do_not_depend_on_thread_count() {
 /// Small, fast rank options for the failure tests (two 64x1024 tensors).
 const FAST: &[&str] = &["--json", "--shape", "64x1024", "--samples", "131072"];
 
+#[test]
+fn laws_by_name_or_path() {
+    // Every shipped law is listed and printable, and `--law NAME` uses it.
+    let list = host(&["law", "--list"]);
+    list.expect_code(0);
+    let names: Vec<&str> = list.stdout.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    assert!(names.contains(&"llama-c4"), "{}", list.stdout);
+    for n in &names {
+        let text = host(&["law", n]);
+        text.expect_code(0);
+        assert!(text.stdout.contains(&format!("name = \"{n}\"")), "law {n}");
+    }
+    let by_name =
+        host(&["rank", "plugins/", "--shape", "64x1024", "--samples", "131072", "-f", "int4", "--law", "llama-c4"]);
+    by_name.expect_code(0);
+    assert!(by_name.stdout.contains("law `llama-c4`"), "{}", by_name.stdout);
+    // A name that is neither a file nor shipped: one line naming both and the shipped laws.
+    let bad = host(&["rank", "plugins/", "-f", "int4", "--law", "no-such-law"]);
+    bad.expect_code(1);
+    assert_eq!(bad.stderr.trim().lines().count(), 1, "{}", bad.stderr);
+    assert!(bad.stderr.contains("no-such-law") && bad.stderr.contains("shipped: llama-c4"), "{}", bad.stderr);
+    host(&["law", "no-such-law"]).expect_code(1);
+}
+
 fn rank_fast(paths: &[&str], formats: &[&str]) -> support::Run {
     let mut args = vec!["rank"];
     args.extend(paths);

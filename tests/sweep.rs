@@ -449,19 +449,24 @@ fn stale_results_are_reported_redone_or_kept() {
 fn every_example_experiment_plans() {
     shipped_plugins();
     let d = scratch("examples");
-    let dir = root().join("examples/experiments");
     let mut n = 0;
-    for e in std::fs::read_dir(&dir).unwrap().flatten() {
-        let p = e.path();
+    let files = ["examples/experiments", "examples/validation"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(root().join(dir)).unwrap().flatten().map(|e| e.path()));
+    for p in files {
         if p.extension().is_some_and(|x| x == "toml") {
-            let res = d.join(p.file_stem().unwrap());
+            let res = d.join(format!(
+                "{}-{}",
+                p.parent().unwrap().file_name().unwrap().to_str().unwrap(),
+                p.file_stem().unwrap().to_str().unwrap()
+            ));
             let r = host(&["sweep", "plan", arg(&p), "--results", arg(&res)]);
             r.expect_code(0);
             assert!(jobs(&res).len() >= 4, "{}: {}", p.display(), r.stdout);
             n += 1;
         }
     }
-    assert!(n >= 1, "no example experiments in {}", dir.display());
+    assert!(n >= 3, "too few example experiments ({n})");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use sdk::Shape;
 
 use crate::engine::{self, Config, Subject};
 use crate::format::{HostFormat, OutlierParams, Outliers, Then};
-use crate::law::{DEFAULT_LAW, Law};
+use crate::law::Law;
 use crate::loader::{self, Loaded};
 use crate::rank::{self, BitsRow, Budget, By, Entry};
 use crate::{bench, output, spec};
@@ -39,8 +39,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// Apply a format to real tensors (.safetensors or .npy) and report its error per tensor.
     Apply(crate::apply::ApplyArgs),
-    /// Print the built-in default law file (copy it to make your own).
-    Law,
+    /// Print a shipped law file (default: the built-in default law; copy it to make your own),
+    /// or list the shipped laws.
+    Law(LawArgs),
     /// Train a small Llama-style byte-level language model over a format (quantization-aware,
     /// straight-through) and record its loss, for calibrating the law with `host fit`.
     Train(crate::train::TrainArgs),
@@ -108,8 +109,9 @@ pub struct RankArgs {
     /// Training tokens D for `--by loss`.
     #[arg(long, value_name = "D")]
     pub tokens: Option<f64>,
-    /// Law file (TOML; see `host law`). Default: the built-in Llama/C4 law.
-    #[arg(long, value_name = "FILE")]
+    /// Law: a law file (TOML; see `host law`) or the name of a shipped law (`host law --list`).
+    /// Default: the built-in Llama/C4 law.
+    #[arg(long, value_name = "FILE|NAME")]
     pub law: Option<PathBuf>,
     /// Stop measuring a format once standard error / GMSE falls below this.
     #[arg(long, default_value_t = 1e-3, value_name = "X")]
@@ -346,9 +348,40 @@ pub fn with_threads<T: Send>(threads: Option<usize>, f: impl FnOnce() -> T + Sen
     }
 }
 
+/// `host law`.
+#[derive(Args, Debug)]
+pub struct LawArgs {
+    /// A shipped law's name (default: the built-in default law).
+    pub name: Option<String>,
+    /// List the shipped laws with their descriptions.
+    #[arg(long, conflicts_with = "name")]
+    pub list: bool,
+}
+
+fn print_law(a: &LawArgs) -> Result<(), String> {
+    if a.list {
+        for (name, _) in crate::law::SHIPPED {
+            let law = Law::shipped(name).ok_or("shipped law missing")?;
+            println!("{name:<16} {}", law.description);
+        }
+        return Ok(());
+    }
+    let name = a.name.as_deref().unwrap_or(crate::law::SHIPPED[0].0);
+    match crate::law::SHIPPED.iter().find(|(n, _)| *n == name) {
+        Some((_, text)) => {
+            print!("{text}");
+            Ok(())
+        }
+        None => {
+            let names: Vec<&str> = crate::law::SHIPPED.iter().map(|s| s.0).collect();
+            Err(format!("no shipped law named `{name}` (shipped: {})", names.join(", ")))
+        }
+    }
+}
+
 fn run_rank(a: RankArgs, verbose: bool) -> Result<(), String> {
     let law = match &a.law {
-        Some(p) => Law::from_file(p)?,
+        Some(p) => Law::load(p)?,
         None => Law::default_law(),
     };
     let budget = match (a.by, a.params, a.tokens) {
@@ -574,10 +607,7 @@ pub fn main() -> i32 {
         Command::Train(a) => crate::train::run(a, verbose),
         Command::Sweep(a) => crate::sweep::run(a, verbose),
         Command::Report(a) => crate::report::run(&a, verbose),
-        Command::Law => {
-            print!("{DEFAULT_LAW}");
-            Ok(())
-        }
+        Command::Law(a) => print_law(&a),
     };
     match result {
         Ok(()) => 0,

@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 /// The default law file, compiled in (`host law` prints it).
 pub const DEFAULT_LAW: &str = include_str!("../laws/llama-c4.toml");
 
+/// The law files shipped with the host (`host/laws/`, compiled in), by name: `--law NAME`
+/// picks one, `host law --list` lists them. The first is the default.
+pub const SHIPPED: &[(&str, &str)] = &[("llama-c4", DEFAULT_LAW)];
+
 /// A capacity curve rho(GMSE).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Capacity {
@@ -152,6 +156,28 @@ impl Law {
     /// The compiled-in default law.
     pub fn default_law() -> Law {
         Law::parse(DEFAULT_LAW, "built-in law").expect("the built-in law parses")
+    }
+
+    /// A shipped law by name (see [`SHIPPED`]).
+    pub fn shipped(name: &str) -> Option<Law> {
+        let (n, text) = SHIPPED.iter().find(|(n, _)| *n == name)?;
+        Some(Law::parse(text, &format!("shipped law `{n}`")).expect("shipped laws parse"))
+    }
+
+    /// A law given on the command line: an existing file, else the name of a shipped law.
+    pub fn load(arg: &Path) -> Result<Law, String> {
+        if arg.is_file() {
+            return Law::from_file(arg);
+        }
+        if let Some(law) = arg.to_str().and_then(Law::shipped) {
+            return Ok(law);
+        }
+        let names: Vec<&str> = SHIPPED.iter().map(|s| s.0).collect();
+        Err(format!(
+            "law `{}`: no such file and no shipped law of that name (shipped: {}; see `host law --list`)",
+            arg.display(),
+            names.join(", ")
+        ))
     }
 
     /// Reads a law file.

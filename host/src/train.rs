@@ -82,8 +82,9 @@ pub struct TrainArgs {
     /// Plugins providing the formats.
     #[arg(long, value_name = "PATH", default_value = "plugins")]
     pub plugins: Vec<PathBuf>,
-    /// Law for the rho of the formats in the record (default: the built-in law).
-    #[arg(long, value_name = "FILE")]
+    /// Law for the rho of the formats in the record: a law file or a shipped law's name
+    /// (default: the built-in law).
+    #[arg(long, value_name = "FILE|NAME")]
     pub law: Option<PathBuf>,
     /// Print the model presets (sizes, non-embedding parameters, learning rates) and exit.
     #[arg(long)]
@@ -294,7 +295,7 @@ pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
         return Err("--eval-every, --checkpoint-every and --eval-windows must be at least 1".into());
     }
     let law = match &a.law {
-        Some(p) => Law::from_file(p)?,
+        Some(p) => Law::load(p)?,
         None => Law::default_law(),
     };
     let out = a.out.clone().unwrap_or_else(|| default_out(&a));

@@ -224,7 +224,9 @@ fn presets_and_ladder() {
     assert!(ladder.len() >= 5);
     let n: Vec<usize> = ladder.iter().map(|c| c.non_embedding_params()).collect();
     assert!(n.windows(2).all(|w| w[0] < w[1]), "ladder not increasing: {n:?}");
-    assert!((40_000..70_000).contains(&n[0]) && (2_500_000..3_500_000).contains(n.last().unwrap()), "{n:?}");
+    // lm-20k: 2 * (4*32^2 + 3*32*56 + 2*32) + 32 (the bottom of a 10x ladder up to lm-200k).
+    assert_eq!(n[0], 19_104);
+    assert!(n[4] >= 10 * n[0] && (2_500_000..3_500_000).contains(n.last().unwrap()), "{n:?}");
     assert!(ladder.windows(2).all(|w| w[0].lr >= w[1].lr));
     assert!(preset("lm-7b").unwrap_err().contains("unknown model preset 'lm-7b'"));
     let json = serde_json::to_string(&b).unwrap();
