@@ -106,7 +106,8 @@ fn apply_reports_every_column_and_writes_output_and_mask() {
         "--mask",
         arg(&mask),
     ]);
-    run.expect_code(0);
+    // Three tensors were skipped while the rest was reported: exit status 2.
+    run.expect_code(2);
     three_warnings(&run);
     let rows = run.json();
     let rows = rows.as_array().expect("a JSON array");
@@ -171,7 +172,7 @@ fn apply_reports_every_column_and_writes_output_and_mask() {
 
     // The table: one row per tensor plus the total, and the same warnings.
     let text = host(&["apply", "plugins/int", "-f", "int4", "-i", arg(path)]);
-    text.expect_code(0);
+    text.expect_code(2);
     three_warnings(&text);
     assert!(text.stdout.starts_with("# format `int4`"), "{}", text.stdout);
     for needle in ["gauss", "scaled", "(total)", "SQNR dB", "clipped", "zeroed"] {
@@ -274,7 +275,7 @@ fn rank_on_other_distributions_and_on_file_tensors() {
     let (path, _, _) = fixture();
     let dist = format!("file:{}", path.display());
     let r = host(&["rank", "plugins/int", "-f", "int4", "--json", "--dist", &dist, "--samples", "655360"]);
-    r.expect_code(0);
+    r.expect_code(2);
     three_warnings(&r);
     let f = rows_by_format(&r).remove("int4").unwrap();
     assert_eq!(f["dist"], dist.as_str());

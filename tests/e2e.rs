@@ -225,10 +225,11 @@ fn rank_fast(paths: &[&str], formats: &[&str]) -> support::Run {
     host(&args)
 }
 
-/// Asserts exit 0, exactly one stderr line (returned), and exactly `ranked` in the JSON.
+/// Asserts exit 2 (something failed, the rest was printed), exactly one stderr line (returned),
+/// and exactly `ranked` in the JSON.
 #[track_caller]
 fn one_warning_and_ranked(run: &support::Run, ranked: &[&str]) -> String {
-    run.expect_code(0);
+    run.expect_code(2);
     let lines = run.stderr_lines();
     assert_eq!(lines.len(), 1, "{}: expected exactly one stderr line, got:\n{}", run.cmd, run.stderr);
     assert!(lines[0].starts_with("host: warning: "), "{}: {}", run.cmd, lines[0]);
@@ -304,7 +305,7 @@ fn library_that_is_not_a_plugin_is_one_line() {
 fn file_that_is_not_a_library_and_missing_path_are_one_line_each() {
     shipped_plugins();
     let run = rank_fast(&["plugins/int", "tests/fixtures/Cargo.toml", "no/such/plugin.so"], &["int4"]);
-    run.expect_code(0);
+    run.expect_code(2);
     let lines = run.stderr_lines();
     assert_eq!(lines.len(), 2, "{}:\n{}", run.cmd, run.stderr);
     assert_eq!(lines[0], "host: warning: no/such/plugin.so: no such file or folder");
@@ -332,7 +333,7 @@ fn plugin_built_against_a_changed_interface_is_one_line() {
     args.extend(FAST);
     args.extend(["--format", "int4"]);
     let verbose = host(&args);
-    verbose.expect_code(0);
+    verbose.expect_code(2);
     assert!(verbose.stderr_lines().len() > 1, "-v shows the layout report:\n{}", verbose.stderr);
     assert!(verbose.stderr.contains(&line), "-v keeps the one line:\n{}", verbose.stderr);
 }
@@ -361,7 +362,7 @@ fn every_bad_plugin_at_once_is_one_line_each_and_every_good_preset_is_ranked() {
     all.extend(paths);
     // No --format: every preset of every plugin that loads.
     let run = rank_fast(&all, &[]);
-    run.expect_code(0);
+    run.expect_code(2);
     let lines = run.stderr_lines();
     let expected = [
         format!("host: warning: {}: not a format plugin", paths[3]),
@@ -393,7 +394,7 @@ fn every_bad_plugin_at_once_is_one_line_each_and_every_good_preset_is_ranked() {
 fn malformed_parameters_and_unknown_formats_are_one_line_each() {
     shipped_plugins();
     let run = rank_fast(&["plugins/"], &["int:bits=banana", "int4", "int:bitz=3", "nosuch"]);
-    run.expect_code(0);
+    run.expect_code(2);
     let lines = run.stderr_lines();
     assert_eq!(lines.len(), 3, "{}: one line per bad format:\n{}", run.cmd, run.stderr);
     assert!(lines.iter().all(|l| l.starts_with("host: warning: format `")), "{}", run.stderr);

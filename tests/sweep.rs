@@ -249,7 +249,7 @@ fn failing_job_is_reported_and_the_rest_finish() {
     let exp = experiment(&d, &format!("{TINY}\n[[formats]]\npreset = [\"int4\", \"int:bits=99\", \"e2m1\"]\n"));
     let res = d.join("res");
     let r = host(&["sweep", "run", arg(&exp), "--results", arg(&res), "--all"]);
-    r.expect_code(1);
+    r.expect_code(2);
     assert!(r.stderr.contains("2 of 6 jobs failed"), "{}", r.stderr);
     let s = host(&["sweep", "status", arg(&exp), "--results", arg(&res), "--json"]);
     let s = s.json();

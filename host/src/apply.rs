@@ -35,7 +35,7 @@ use clap::Args;
 use sdk::Shape;
 use serde::Serialize;
 
-use crate::cli::{Prepared, load, prepare, warn};
+use crate::cli::{Prepared, load, prepare};
 use crate::format::HostFormat;
 use crate::output::{sci, table};
 use crate::sampler;
@@ -218,7 +218,7 @@ pub fn run(a: ApplyArgs, verbose: bool) -> Result<(), String> {
         }
         match t.and_then(|t| t.matrix(file).map(|s| (t, s))) {
             Ok((t, s)) => usable.push((i, t, s)),
-            Err(e) => warn(format!("{e}; skipped")),
+            Err(e) => crate::diag::fail(format!("{e}; skipped")),
         }
     }
     if let Some(want) = &a.tensor
@@ -259,7 +259,7 @@ pub fn run(a: ApplyArgs, verbose: bool) -> Result<(), String> {
                     masks.push(Tensor { name: t.name, shape: t.shape, data: m });
                 }
             }
-            Err(e) => warn(format!(
+            Err(e) => crate::diag::fail(format!(
                 "`{}`: tensor `{}` ({shape}): format `{}` (plugin `{}`): {e}; skipped",
                 file.display(),
                 t.name,

@@ -19,7 +19,16 @@ use crate::{bench, output, spec};
 /// Carlo on seeded N(0,1) tensors, converts it to a representation capacity
 /// rho with a scaling law, and ranks the formats.
 #[derive(Parser, Debug)]
-#[command(name = "host", version, about, long_about)]
+#[command(
+    name = "host",
+    version,
+    about,
+    long_about,
+    after_help = "Exit status: 0 = everything asked for was done; 2 = something failed (a library in the \
+                  given paths did not load, a requested format could not be built or measured, a tensor or \
+                  run was skipped, a sweep job failed) while the rest was still printed; 1 = nothing could be \
+                  done."
+)]
 pub struct Cli {
     /// Print long reports (e.g. abi_stable's layout dump for incompatible plugins).
     #[arg(short, long, global = true)]
@@ -179,9 +188,9 @@ fn parse_shape(s: &str) -> Result<Shape, String> {
     Ok(Shape::new(r, c))
 }
 
-/// Prints a warning line on stderr.
+/// Prints a warning line on stderr (not a failure; see [`crate::diag`]).
 pub fn warn(msg: impl std::fmt::Display) {
-    eprintln!("host: warning: {msg}");
+    crate::diag::warn(msg);
 }
 
 /// Loads the plugins at `paths`, printing one line per failure.
@@ -189,7 +198,7 @@ pub fn load(paths: &[PathBuf], verbose: bool) -> Vec<Loaded> {
     let found = loader::discover(paths);
     let (ok, bad) = loader::load_all(&found.files);
     for f in found.failures.iter().chain(&bad) {
-        warn(f);
+        crate::diag::fail(f);
         if verbose && let Some(d) = &f.detail {
             eprintln!("{d}");
         }
@@ -269,7 +278,7 @@ pub fn prepare(libs: &[Loaded], specs: &[String], shape: Shape) -> Vec<Prepared>
     // failures are printed in SPEC order.
     use rayon::prelude::*;
     let built: Vec<Result<Prepared, String>> = specs.par_iter().map(|s| prepare_one(libs, s, shape)).collect();
-    built.into_iter().filter_map(|r| r.map_err(warn).ok()).collect()
+    built.into_iter().filter_map(|r| r.map_err(crate::diag::fail).ok()).collect()
 }
 
 /// Builds one SPEC and asks it about `shape`.
@@ -475,7 +484,7 @@ fn run_rank(a: RankArgs, verbose: bool) -> Result<(), String> {
                     m,
                 })
             }
-            Err(e) => warn(format!("format `{}` (plugin `{}`): {e}; skipped", p.spec, p.plugin)),
+            Err(e) => crate::diag::fail(format!("format `{}` (plugin `{}`): {e}; skipped", p.spec, p.plugin)),
         }
     }
     if entries.is_empty() {
@@ -609,11 +618,8 @@ pub fn main() -> i32 {
         Command::Report(a) => crate::report::run(&a, verbose),
         Command::Law(a) => print_law(&a),
     };
-    match result {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("host: error: {e}");
-            1
-        }
+    if let Err(e) = &result {
+        eprintln!("host: error: {e}");
     }
+    crate::diag::exit_code(&result)
 }

@@ -102,14 +102,14 @@ impl Dist {
             let t = match t.and_then(|t| t.matrix(path).map(|s| (t, s))) {
                 Ok(v) => v,
                 Err(e) => {
-                    crate::cli::warn(format!("{e}; skipped"));
+                    crate::diag::fail(format!("{e}; skipped"));
                     continue;
                 }
             };
             let (t, shape) = t;
             let ms = t.data.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / t.data.len() as f64;
             if ms <= 0.0 {
-                crate::cli::warn(format!("`{}`: tensor `{}` is all zeros; skipped", path.display(), t.name));
+                crate::diag::fail(format!("`{}`: tensor `{}` is all zeros; skipped", path.display(), t.name));
                 continue;
             }
             let k = (1.0 / ms.sqrt()) as f32;
@@ -184,7 +184,7 @@ impl Dist {
                 true
             }
             Err(e) => {
-                crate::cli::warn(format!("format `{}` (plugin `{}`): {e}; skipped", p.spec, p.plugin));
+                crate::diag::fail(format!("format `{}` (plugin `{}`): {e}; skipped", p.spec, p.plugin));
                 false
             }
         });

@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod bench;
 pub mod cli;
+pub mod diag;
 pub mod dist;
 pub mod engine;
 pub mod fit;

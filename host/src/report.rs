@@ -171,7 +171,7 @@ pub fn write(results: &Path, out: &Path) -> Result<PathBuf, String> {
         save(&name, svg.as_bytes())?;
         let _ = writeln!(md, "![{t}](plots/{name})\n");
     }
-    md += "## Fitted law\n\n";
+    md += &fit_title("Fitted law", results);
     for (name, caption) in FIT_PLOTS {
         let src = results.join("plots").join(name);
         match std::fs::read(&src) {
@@ -227,9 +227,24 @@ fn interval(v: &Value, fixed: bool) -> String {
     }
 }
 
+/// A fit heading: `## {title}`, marked NOT IDENTIFIED with the reasons when fit.json says the
+/// fit is not a result (its RMSE far above the seed noise, or absurd parameter values).
+fn fit_title(title: &str, results: &Path) -> String {
+    let f: Option<Value> =
+        std::fs::read_to_string(results.join("fit.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
+    match f {
+        Some(f) if f["identified"] == Value::Bool(false) => {
+            let why: Vec<&str> =
+                f["not_identified"].as_array().into_iter().flatten().filter_map(|w| w.as_str()).collect();
+            format!("## {title}: NOT IDENTIFIED\n\nThis fit is not a result: {}.\n\n", cell(&why.join("; ")))
+        }
+        _ => format!("## {title}\n\n"),
+    }
+}
+
 /// The fit's tables from `results/fit.json`, or a sentence when there is none.
 fn fit_section(results: &Path) -> Result<String, String> {
-    let mut md = String::from("## Fit\n\n");
+    let mut md = fit_title("Fit", results);
     let path = results.join("fit.json");
     let Ok(text) = std::fs::read_to_string(&path) else {
         md += "No fit.json in the results folder (the experiment has no `[fit]`, or no training run finished): skipped.\n\n";

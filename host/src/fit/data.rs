@@ -216,6 +216,9 @@ pub struct Dataset {
     pub warnings: Vec<String>,
     /// Format SPECs whose GMSE must be measured through the plugins.
     pub pending: BTreeSet<String>,
+    /// Runs skipped because their format could not be built or measured (a failure, not a
+    /// property of the data: the exit status says so).
+    pub unmeasured: Option<String>,
 }
 
 pub(crate) fn parse_pairs(s: &str) -> Result<Vec<(String, String)>, String> {
@@ -321,7 +324,7 @@ pub fn read_runs(table: &Table, map: Option<&str>, filters: &[String]) -> Result
     if bad > 0 {
         warnings.push(format!("skipped {bad} rows without a positive N, D and loss"));
     }
-    Ok(Dataset { runs, warnings, pending })
+    Ok(Dataset { runs, warnings, pending, unmeasured: None })
 }
 
 /// What measuring a format through the plugins gave.
@@ -371,7 +374,7 @@ impl Dataset {
         });
         if !failed.is_empty() {
             let list: Vec<String> = failed.into_iter().collect();
-            self.warnings.push(format!("skipped runs whose format could not be measured: {}", list.join(", ")));
+            self.unmeasured = Some(format!("skipped runs whose format could not be measured: {}", list.join(", ")));
         }
         if dead > 0 {
             self.warnings.push(format!("skipped {dead} runs whose measured GMSE is >= 1"));

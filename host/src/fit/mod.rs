@@ -209,6 +209,9 @@ pub fn run(args: FitArgs, verbose: bool) -> Result<(), String> {
     for w in &data.warnings {
         crate::cli::warn(w);
     }
+    if let Some(e) = &data.unmeasured {
+        crate::diag::fail(e);
+    }
     if args.delta.is_nan() || args.delta <= 0.0 {
         return Err("--delta must be positive".into());
     }

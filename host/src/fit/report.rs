@@ -144,6 +144,79 @@ pub struct Report {
     pub residuals: Vec<Residual>,
     /// Identifiability and data warnings.
     pub warnings: Vec<String>,
+    /// Why the fit is not a result (empty when it is): its error is far above the runs' noise,
+    /// or parameters sit at absurd values. Shown in the report's title.
+    pub not_identified: Vec<String>,
+}
+
+/// Seed-to-seed noise of the runs: the pooled standard deviation of the loss over runs that
+/// repeat one (N, D, configuration), with its degrees of freedom (None without repeats).
+pub fn seed_noise(runs: &[Run]) -> Option<(f64, usize)> {
+    let mut groups: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for r in runs {
+        let key = format!("{:e} {:e} {}", r.n, r.d, r.key().unwrap_or_default());
+        groups.entry(key).or_default().push(r.loss);
+    }
+    let (mut ss, mut dof) = (0.0, 0usize);
+    for v in groups.values().filter(|v| v.len() > 1) {
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        ss += v.iter().map(|x| (x - mean).powi(2)).sum::<f64>();
+        dof += v.len() - 1;
+    }
+    (dof > 0).then(|| ((ss / dof as f64).sqrt(), dof))
+}
+
+/// RMSE above this many times the seed noise means the law misses the data.
+pub const RMSE_OVER_NOISE: f64 = 3.0;
+/// Without repeated runs: RMSE above this fraction of the mean loss means the law misses it.
+pub const RMSE_OVER_LOSS: f64 = 0.05;
+
+/// Plausible ranges of the law's parameters (N and D as raw counts). A value outside is an
+/// artefact of an unidentified fit (e.g. A = 1e-12 with F = 1e9), not a measurement.
+fn plausible(name: &str) -> Option<(f64, f64)> {
+    let base = name.split('[').next().unwrap_or(name);
+    match base {
+        "A" | "B" => Some((1e-4, 1e7)),
+        "alpha" | "beta" => Some((1e-3, 3.0)),
+        "E" => Some((0.0, 1e3)),
+        "L" => Some((1e-3, 1.5)),
+        "F" => Some((1e-3, 1e2)),
+        "C" => Some((1e-2, 1e2)),
+        _ => None,
+    }
+}
+
+/// The reasons a fit is not identified (empty when it is).
+fn identification(main: &LawFit, params: &[ParamReport], runs: &[Run]) -> Vec<String> {
+    let mut why = Vec::new();
+    let rmse = main.rmse;
+    match seed_noise(runs) {
+        Some((noise, dof)) if noise > 0.0 && rmse > RMSE_OVER_NOISE * noise => why.push(format!(
+            "loss RMSE {rmse:.4} is {:.0}x the seed noise {noise:.4} ({dof} degrees of freedom)",
+            rmse / noise
+        )),
+        None => {
+            let mean = runs.iter().map(|r| r.loss).sum::<f64>() / runs.len().max(1) as f64;
+            if rmse > RMSE_OVER_LOSS * mean {
+                why.push(format!("loss RMSE {rmse:.4} is {:.0} % of the mean loss {mean:.3}", 100.0 * rmse / mean));
+            }
+        }
+        _ => {}
+    }
+    for p in params.iter().filter(|p| !p.fixed) {
+        if let Some((lo, hi)) = plausible(&p.name)
+            && !(lo..=hi).contains(&p.value)
+        {
+            why.push(format!(
+                "{} = {} is outside any plausible range [{}, {}]",
+                p.name,
+                num(p.value),
+                num(lo),
+                num(hi)
+            ));
+        }
+    }
+    why
 }
 
 /// Bootstrap resamples of the decoupled fit made for the implied-rho intervals.
@@ -178,7 +251,7 @@ pub fn build(args: &FitArgs, runs: &[Run]) -> Result<Report, String> {
     }
     let main = LawFit::new(setup, runs, args.bootstrap, args.seed)?;
     warnings.extend(fit_warnings(&main));
-    let params = (0..main.setup.layout.len())
+    let params: Vec<ParamReport> = (0..main.setup.layout.len())
         .map(|i| {
             let fixed = main.setup.fixed.contains_key(&i);
             let ci = if fixed { None } else { main.ci(i) };
@@ -236,7 +309,19 @@ pub fn build(args: &FitArgs, runs: &[Run]) -> Result<Report, String> {
             predicted: main.setup.layout.predict(&main.fit.params, p, None),
         })
         .collect();
-    Ok(Report { main, params, runs: runs.to_vec(), comparison, decoupled, implied, factorization, residuals, warnings })
+    let not_identified = identification(&main, &params, runs);
+    Ok(Report {
+        main,
+        params,
+        runs: runs.to_vec(),
+        comparison,
+        decoupled,
+        implied,
+        factorization,
+        residuals,
+        warnings,
+        not_identified,
+    })
 }
 
 fn row(f: &LawFit) -> CompareRow {
@@ -420,6 +505,8 @@ impl Report {
             "bootstrap": m.bootstrap,
             "bootstrap_failed": m.failed,
             "warnings": self.warnings,
+            "identified": self.not_identified.is_empty(),
+            "not_identified": self.not_identified,
             "comparison": self.comparison.iter().map(|r| serde_json::json!({
                 "law": r.law.name(), "free": r.free, "objective": f(r.objective), "rmse": f(r.rmse), "note": r.note,
             })).collect::<Vec<_>>(),
@@ -443,7 +530,11 @@ impl Report {
     pub fn to_text(&self) -> String {
         let m = &self.main;
         let law = m.setup.layout.law;
-        let mut s = format!(
+        let mut s = String::new();
+        if !self.not_identified.is_empty() {
+            s += &format!("NOT IDENTIFIED (not a result): {}\n", self.not_identified.join("; "));
+        }
+        s += &format!(
             "law {} ({} runs): Loss = A (N rho)^-alpha + B D^-beta + E; {}\n",
             law.name(),
             self.runs.len(),

@@ -271,3 +271,44 @@ fn law_file_round_trips_into_rank() {
     let c = report::build(&FitArgs { no_compare: true, ..args(LawKind::Chinchilla, "", 0) }, &quest_runs()).unwrap();
     assert!(c.law_file(&a).unwrap_err().contains("no capacity curve"));
 }
+
+#[test]
+fn seed_noise_pools_repeated_runs() {
+    // Groups {1.0, 1.2} and {2.0, 2.0, 2.3} (one configuration each); {3.0} has no repeat.
+    // Squares about the means: 0.02 + (0.01 + 0.01 + 0.04) = 0.08 over 1 + 2 = 3 degrees of
+    // freedom: sqrt(0.08 / 3) = 0.163299.
+    let t = Table::from_csv(
+        "n,d,loss,w_gmse\n1e6,1e8,1.0,0.01\n1e6,1e8,1.2,0.01\n1e7,1e9,2.0,\n1e7,1e9,2.0,\n1e7,1e9,2.3,\n1e6,1e9,3.0,\n",
+    )
+    .unwrap();
+    let runs = read_runs(&t, None, &[]).unwrap().runs;
+    let (sd, dof) = report::seed_noise(&runs).unwrap();
+    assert_eq!(dof, 3);
+    assert!((sd - (0.08f64 / 3.0).sqrt()).abs() < 1e-12, "{sd}");
+    assert!(report::seed_noise(&runs[5..]).is_none());
+}
+
+#[test]
+fn fit_is_marked_not_identified_when_it_misses_the_runs() {
+    // The QuEST fit is a result: RMSE 0.016 on losses near 3, parameters in range.
+    let quest = report::build(&args(LawKind::Unified, "alpha=0.13,beta=0.33,E=1.3,L=1", 0), &quest_runs()).unwrap();
+    assert!(quest.not_identified.is_empty(), "{:?}", quest.not_identified);
+    assert_eq!(quest.to_json()["identified"], true);
+    // Losses that grow with N, each repeated with seed noise 0.001: no law of this shape fits,
+    // and its RMSE is many times the seed noise (pairs at +-0.001: pooled SD sqrt(2e-6) = 0.0014).
+    let mut csv = String::from("n,d,loss,w_gmse\n");
+    for (i, n) in [1e5, 1e6, 1e7].iter().enumerate() {
+        for (g, extra) in [(0.01, 0.0), (0.1, 0.05)] {
+            for s in [-0.001, 0.001] {
+                csv += &format!("{n},{},{},{g}\n", 20.0 * n, 2.0 + 0.5 * i as f64 + extra + s);
+            }
+        }
+    }
+    let runs = read_runs(&Table::from_csv(&csv).unwrap(), None, &[]).unwrap().runs;
+    let a = FitArgs { force: true, no_compare: true, ..args(LawKind::Unified, "alpha=0.13,beta=0.33,L=1", 0) };
+    let rep = report::build(&a, &runs).unwrap();
+    assert!(!rep.not_identified.is_empty(), "{}", rep.to_text());
+    assert!(rep.not_identified[0].contains("the seed noise 0.0014"), "{:?}", rep.not_identified);
+    assert!(rep.to_text().starts_with("NOT IDENTIFIED (not a result): "), "{}", rep.to_text());
+    assert_eq!(rep.to_json()["identified"], false);
+}

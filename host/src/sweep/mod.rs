@@ -310,11 +310,16 @@ fn cmd_run(a: &RunArgs, verbose: bool) -> Result<(), String> {
     let [done, skipped, busy, failed] = runner::run_jobs(&ctx, &selected, parallel)?;
     eprintln!("host: sweep: {done} done, {skipped} were already done, {busy} running elsewhere, {failed} failed");
     if failed > 0 {
-        return Err(format!(
+        let msg = format!(
             "{failed} of {} jobs failed (see `host sweep status {}`)",
             selected.len(),
             a.common.experiment.display()
-        ));
+        );
+        // Exit 1 when nothing asked for got done, 2 when some jobs did.
+        if failed == selected.len() {
+            return Err(msg);
+        }
+        crate::diag::fail(msg);
     }
     Ok(())
 }
@@ -531,6 +536,9 @@ pub fn fit(m: &Manifest, f: &exp::Fit, records: &[Value], verbose: bool) -> Resu
     }
     for w in &data.warnings {
         crate::cli::warn(format!("fit: {w}"));
+    }
+    if let Some(e) = &data.unmeasured {
+        crate::diag::fail(format!("fit: {e}"));
     }
     let args = crate::fit::FitArgs {
         runs: dir.join("results.jsonl"),
