@@ -110,7 +110,7 @@ pub mod scale;
 pub mod testing;
 
 pub use error::{Error, Result};
-pub use format::{Bits, BitsPart, Family, Format, Shape, Tensor};
+pub use format::{Bits, BitsPart, Family, Format, Grad, Shape, Tensor, mask_backward};
 pub use params::Params;
 pub use plugin::{Kind, Preset};
 
