@@ -419,7 +419,7 @@ mod tests {
             let k = 1.0 / (len as f64).sqrt();
             for i in 0..len {
                 for j in 0..len {
-                    m[start + i][start + j] = if (i & j).count_ones() % 2 == 0 { k } else { -k };
+                    m[start + i][start + j] = if (i & j).count_ones().is_multiple_of(2) { k } else { -k };
                 }
             }
         }

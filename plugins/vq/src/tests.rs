@@ -252,7 +252,9 @@ fn bits_accounting() {
 /// own transpose.
 fn hadamard_8() -> Vec<Vec<f64>> {
     let k = 1.0 / 8f64.sqrt();
-    (0..8).map(|i| (0..8).map(|j: usize| if (i & j).count_ones() % 2 == 0 { k } else { -k }).collect()).collect()
+    (0..8)
+        .map(|i| (0..8).map(|j: usize| if (i & j).count_ones().is_multiple_of(2) { k } else { -k }).collect())
+        .collect()
 }
 
 fn matvec(m: &[Vec<f64>], x: &[f64]) -> Vec<f64> {
