@@ -313,6 +313,62 @@ fn file_that_is_not_a_library_and_missing_path_are_one_line_each() {
     assert!(rows_by_format(&run).contains_key("int4"));
 }
 
+/// A format of the shipped `int` plugin, loaded in this process through the ABI.
+fn int_format(params: &str) -> sdk::abi::RemoteFormat {
+    shipped_plugins();
+    static LIB: OnceLock<sdk::abi::Library> = OnceLock::new();
+    let lib = LIB.get_or_init(|| {
+        let path = support::shipped_library("plugin_int");
+        sdk::abi::Library::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    });
+    lib.instantiate("int", &sdk::plugin::parse_inline_table(params).unwrap()).unwrap()
+}
+
+#[test]
+fn backward_crosses_the_abi() {
+    let shape = sdk::Shape::new(8, 256);
+    let x = sdk::testing::gaussian(shape.len(), 31);
+    let g = sdk::testing::gaussian(shape.len(), 32);
+    let mut bufs = sdk::abi::Buffers::default();
+    let backward = |f: &sdk::abi::RemoteFormat, input: &[f32], mask: Option<&[f32]>| {
+        let mut d = g.clone();
+        f.backward(input, shape, 0, mask, &mut d).unwrap();
+        d
+    };
+    let same = |a: &[f32], b: &[f32]| a.len() == b.len() && a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits());
+
+    // No rotation: the default backward, the forward mask times the gradient,
+    // whether the mask is handed over or computed again in the plugin.
+    let plain = int_format("bits = 2");
+    plain.compress(&x, shape, 0, &mut bufs, true).unwrap();
+    let mask = bufs.mask().to_vec();
+    assert!(mask.contains(&0.0), "int2 closes about 5 % of the mask");
+    let want: Vec<f32> = g.iter().zip(&mask).map(|(a, m)| a * m).collect();
+    assert!(same(&backward(&plain, &x, None), &want));
+    assert!(same(&backward(&plain, &x, Some(&mask)), &want));
+
+    // With rotation: H^T (m(Hx) * (H g)), m(Hx) the mask of the unrotated
+    // format on the rotated input, bit for bit (the same f32 operations).
+    let rotated = int_format("bits = 2, hadamard = true");
+    let mut hx = x.clone();
+    sdk::hadamard::rotate_rows(&mut hx, shape.cols, sdk::hadamard::BLOCK);
+    plain.compress(&hx, shape, 0, &mut bufs, true).unwrap();
+    let mut want = g.clone();
+    sdk::hadamard::masked_backward(&mut want, bufs.mask(), shape.cols, sdk::hadamard::BLOCK);
+    rotated.compress(&x, shape, 0, &mut bufs, true).unwrap();
+    let open = bufs.mask().to_vec();
+    assert!(open.iter().all(|&m| m == 1.0), "the element-wise mask of a rotated format stays open");
+    assert!(same(&backward(&rotated, &x, None), &want));
+    assert!(same(&backward(&rotated, &x, Some(&open)), &want), "a rotated format ignores the forward mask");
+    let moved = want.iter().zip(&g).filter(|(a, b)| (*a - *b).abs() > 1e-3).count();
+    assert!(moved > shape.len() / 2, "the rotated mask changes most of the gradient ({moved} entries)");
+
+    // Wrong lengths are one error, not a crash.
+    let mut short = vec![0.0; 10];
+    let e = rotated.backward(&x, shape, 0, None, &mut short).unwrap_err();
+    assert!(e.contains("8x256") && e.contains("gradient 10"), "{e}");
+}
+
 #[test]
 fn plugin_built_against_a_changed_interface_is_one_line() {
     let lib = support::changed_interface_plugin(true);

@@ -11,6 +11,22 @@
 //!   magnitudes of the tensor are kept exactly; the rest is compressed by `B`
 //!   with the outliers set to zero. Bits: `B`'s bits plus, per outlier, its
 //!   value and its position in the tensor.
+//!
+//! Backward (quantization-aware training, [`HostFormat::backward`]): a
+//! plugin format runs its own (`sdk::Format::backward`); compositions apply
+//! the chain rule through their parts.
+//! - `A+B`: `B`'s backward on the gradient of the kept values (gathered into
+//!   the same dense tensor the forward pass built), scattered back; on the
+//!   values `A` dropped `B` is the identity (they are zero before and after
+//!   it), so their gradient passes on unchanged; then `A`'s backward on the
+//!   whole tensor. `A` decides whether dropped values get a gradient (an
+//!   RBBM backward mask lets some through). With element-wise masks this is
+//!   the product of the masks, as before backward existed.
+//! - `outliers:`: the outliers' gradient passes unchanged (they are kept
+//!   exactly); the rest goes through `B`'s backward at the input `B` saw
+//!   (outliers zeroed), with a zero upstream gradient at the outlier
+//!   positions (`B`'s output there is discarded), and `B`'s gradient at the
+//!   outlier positions is dropped (its input there is the constant 0).
 
 use sdk::abi::{Buffers, RemoteFormat};
 use sdk::plugin::FormatInfo;
@@ -25,6 +41,42 @@ pub trait HostFormat: Send + Sync {
     fn info(&self, shape: Shape) -> Result<FormatInfo, String>;
     /// Compresses `x` and hands `f` the output (and the mask when asked).
     fn run(&self, x: &[f32], shape: Shape, seed: u64, want_mask: bool, f: Sink<'_>) -> Result<(), String>;
+    /// Straight-through backward: `grad` holds `dL/dy` for `y = run(x)` with
+    /// `seed` and is overwritten with `dL/dx`. `mask`: the mask `run` handed
+    /// over for this `x` and seed, when the caller kept it. Default: the
+    /// element-wise mask ([`mask_backward`]).
+    fn backward(
+        &self,
+        x: &[f32],
+        shape: Shape,
+        seed: u64,
+        mask: Option<&[f32]>,
+        grad: &mut [f32],
+    ) -> Result<(), String> {
+        mask_backward(self, x, shape, seed, mask, grad)
+    }
+}
+
+/// `grad *= mask` with `mask` when given, else with the mask `f` hands over
+/// for `x` and `seed` (none: the gradient passes unchanged).
+pub fn mask_backward<F: HostFormat + ?Sized>(
+    f: &F,
+    x: &[f32],
+    shape: Shape,
+    seed: u64,
+    mask: Option<&[f32]>,
+    grad: &mut [f32],
+) -> Result<(), String> {
+    let mul = |grad: &mut [f32], m: &[f32]| grad.iter_mut().zip(m).for_each(|(g, m)| *g *= m);
+    match mask {
+        Some(m) => mul(grad, m),
+        None => f.run(x, shape, seed, true, &mut |_, m| {
+            if let Some(m) = m {
+                mul(grad, m)
+            }
+        })?,
+    }
+    Ok(())
 }
 
 impl<T: HostFormat + ?Sized> HostFormat for Box<T> {
@@ -33,6 +85,16 @@ impl<T: HostFormat + ?Sized> HostFormat for Box<T> {
     }
     fn run(&self, x: &[f32], shape: Shape, seed: u64, want_mask: bool, f: Sink<'_>) -> Result<(), String> {
         (**self).run(x, shape, seed, want_mask, f)
+    }
+    fn backward(
+        &self,
+        x: &[f32],
+        shape: Shape,
+        seed: u64,
+        mask: Option<&[f32]>,
+        grad: &mut [f32],
+    ) -> Result<(), String> {
+        (**self).backward(x, shape, seed, mask, grad)
     }
 }
 
@@ -53,6 +115,17 @@ impl HostFormat for RemoteFormat {
             f(b.output(), want_mask.then(|| b.mask()));
             Ok(())
         })
+    }
+
+    fn backward(
+        &self,
+        x: &[f32],
+        shape: Shape,
+        seed: u64,
+        mask: Option<&[f32]>,
+        grad: &mut [f32],
+    ) -> Result<(), String> {
+        RemoteFormat::backward(self, x, shape, seed, mask, grad)
     }
 }
 
@@ -149,6 +222,23 @@ impl HostFormat for Then {
         f(&out, mask.as_deref());
         Ok(())
     }
+
+    /// `B`'s backward on the kept values, identity on the dropped ones, then
+    /// `A`'s backward (see the module docs). The forward mask is not used:
+    /// it mixes both parts.
+    fn backward(&self, x: &[f32], shape: Shape, seed: u64, _: Option<&[f32]>, grad: &mut [f32]) -> Result<(), String> {
+        let (y, _) = run_owned(&*self.first, x, shape, seed, false)?;
+        let (pos, dense) = kept_layout(&y, shape);
+        if !pos.is_empty() {
+            let kept: Vec<f32> = pos.iter().map(|&i| y[i as usize]).collect();
+            let mut gk: Vec<f32> = pos.iter().map(|&i| grad[i as usize]).collect();
+            self.second.backward(&kept, dense, second_seed(seed), None, &mut gk)?;
+            for (&i, &g) in pos.iter().zip(&gk) {
+                grad[i as usize] = g;
+            }
+        }
+        self.first.backward(x, shape, seed, None, grad)
+    }
 }
 
 /// The largest `fraction` of magnitudes kept exactly, the rest compressed by `inner`.
@@ -176,6 +266,29 @@ impl Outliers {
     fn count(&self, n: usize) -> usize {
         ((self.fraction * n as f64).round() as usize).min(n)
     }
+
+    /// Positions of the outliers of `x` (the largest magnitudes; ties by position).
+    fn outliers(&self, x: &[f32]) -> Vec<u32> {
+        let k = self.count(x.len());
+        let mut idx: Vec<u32> = (0..x.len() as u32).collect();
+        if k > 0 && k < x.len() {
+            // Largest magnitudes first; ties by position, so exactly k are chosen.
+            idx.select_nth_unstable_by(k - 1, |&a, &b| {
+                x[b as usize].abs().total_cmp(&x[a as usize].abs()).then(a.cmp(&b))
+            });
+        }
+        idx.truncate(k);
+        idx
+    }
+
+    /// `x` with the outliers set to zero: what `inner` compresses.
+    fn rest(x: &[f32], outliers: &[u32]) -> Vec<f32> {
+        let mut rest = x.to_vec();
+        for &i in outliers {
+            rest[i as usize] = 0.0;
+        }
+        rest
+    }
 }
 
 impl HostFormat for Outliers {
@@ -193,27 +306,33 @@ impl HostFormat for Outliers {
     }
 
     fn run(&self, x: &[f32], shape: Shape, seed: u64, want_mask: bool, f: Sink<'_>) -> Result<(), String> {
-        let k = self.count(x.len());
-        let mut idx: Vec<u32> = (0..x.len() as u32).collect();
-        if k > 0 && k < x.len() {
-            // Largest magnitudes first; ties by position, so exactly k are chosen.
-            idx.select_nth_unstable_by(k - 1, |&a, &b| {
-                x[b as usize].abs().total_cmp(&x[a as usize].abs()).then(a.cmp(&b))
-            });
-        }
-        let outliers = &idx[..k];
-        let mut rest = x.to_vec();
-        for &i in outliers {
-            rest[i as usize] = 0.0;
-        }
+        let outliers = self.outliers(x);
+        let rest = Self::rest(x, &outliers);
         let (mut out, mut mask) = run_owned(&*self.inner, &rest, shape, seed, want_mask)?;
-        for &i in outliers {
+        for &i in &outliers {
             out[i as usize] = x[i as usize];
             if let Some(m) = mask.as_mut() {
                 m[i as usize] = 1.0;
             }
         }
         f(&out, mask.as_deref());
+        Ok(())
+    }
+
+    /// Outliers: the gradient unchanged; the rest: `inner`'s backward at
+    /// the input it saw, upstream gradient zero at the outliers (see the
+    /// module docs). The forward mask is not used: it mixes both parts.
+    fn backward(&self, x: &[f32], shape: Shape, seed: u64, _: Option<&[f32]>, grad: &mut [f32]) -> Result<(), String> {
+        let outliers = self.outliers(x);
+        let rest = Self::rest(x, &outliers);
+        let kept: Vec<f32> = outliers.iter().map(|&i| grad[i as usize]).collect();
+        for &i in &outliers {
+            grad[i as usize] = 0.0;
+        }
+        self.inner.backward(&rest, shape, seed, None, grad)?;
+        for (&i, &g) in outliers.iter().zip(&kept) {
+            grad[i as usize] = g;
+        }
         Ok(())
     }
 }
@@ -259,6 +378,115 @@ mod tests {
             let y: Vec<f32> = x.iter().map(|v| v.round()).collect();
             f(&y, None);
             Ok(())
+        }
+    }
+
+    /// Rotates pairs by `H2 = [[1, 1], [1, -1]] / sqrt(2)`, rounds to -1, 0,
+    /// 1 there, rotates back. Its trust mask (`|H2 x| <= 1`) lives in the
+    /// rotated basis: the element-wise mask stays open and its backward is
+    /// `H2 (m * (H2 g))`.
+    struct Rot2;
+    fn rot(a: f32, b: f32) -> (f32, f32) {
+        let s = std::f32::consts::FRAC_1_SQRT_2;
+        ((a + b) * s, (a - b) * s)
+    }
+    impl HostFormat for Rot2 {
+        fn info(&self, _: Shape) -> Result<FormatInfo, String> {
+            Ok(FormatInfo {
+                family: sdk::Family::Scalar,
+                bits: Bits::elements(1.6),
+                block_len: Some(2),
+                stochastic: false,
+                label: None,
+            })
+        }
+        fn run(&self, x: &[f32], _: Shape, _: u64, m: bool, f: Sink<'_>) -> Result<(), String> {
+            let q = |v: f32| v.round().clamp(-1.0, 1.0);
+            let y: Vec<f32> = x
+                .chunks(2)
+                .flat_map(|p| {
+                    let (u, v) = rot(p[0], p[1]);
+                    let (a, b) = rot(q(u), q(v));
+                    [a, b]
+                })
+                .collect();
+            f(&y, m.then_some(&vec![1.0; x.len()][..]));
+            Ok(())
+        }
+        fn backward(&self, x: &[f32], _: Shape, _: u64, _: Option<&[f32]>, g: &mut [f32]) -> Result<(), String> {
+            for (p, gp) in x.chunks(2).zip(g.chunks_mut(2)) {
+                let (u, v) = rot(p[0], p[1]);
+                let (gu, gv) = rot(gp[0], gp[1]);
+                let (gu, gv) = (if u.abs() <= 1.0 { gu } else { 0.0 }, if v.abs() <= 1.0 { gv } else { 0.0 });
+                (gp[0], gp[1]) = rot(gu, gv);
+            }
+            Ok(())
+        }
+    }
+
+    fn backward_of(format: &dyn HostFormat, x: &[f32], g: &[f32]) -> Vec<f32> {
+        let mut d = g.to_vec();
+        format.backward(x, Shape::new(1, x.len()), 0, None, &mut d).unwrap();
+        d
+    }
+
+    fn assert_near(got: &[f32], want: &[f32]) {
+        // Two f32 2x2 rotations of values below 10: within 4 ulp of 10.
+        let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 4e-6, "{got:?} vs {want:?}");
+    }
+
+    #[test]
+    fn rotated_backward_by_hand() {
+        // (1, 1) rotates to (sqrt 2, 0): the first rotated entry is outside
+        // the trust region, so the gradient (1, 3) -> H2: (4, -2)/sqrt 2 ->
+        // masked (0, -2)/sqrt 2 -> H2: (-1, 1).
+        assert_near(&backward_of(&Rot2, &[1.0, 1.0], &[1.0, 3.0]), &[-1.0, 1.0]);
+        assert_near(&backward_of(&Rot2, &[0.3, -0.1], &[1.0, 3.0]), &[1.0, 3.0]);
+    }
+
+    #[test]
+    fn composition_backward_is_the_chain_rule() {
+        let g = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        // Then: KeepLarger keeps positions 0, 3, 4, 7 -> dense [1.2, 1.3, 0.5,
+        // -0.3]; Rot2's backward on their gradients (1, 4) (rotated entry 0
+        // closed: (-1.5, 1.5)) and (5, 8) (open); the dropped positions
+        // pass on to KeepLarger's mask, which closes them.
+        let t = Then { first: Box::new(KeepLarger), second: Box::new(Rot2) };
+        let x = [1.2, 0.1, -0.2, 1.3, 0.5, 0.4, 0.1, -0.3];
+        assert_near(&backward_of(&t, &x, &g), &[-1.5, 0.0, 0.0, 1.5, 5.0, 0.0, 0.0, 8.0]);
+        // Outliers: 9 and -7 (positions 2 and 6) pass their gradient; the
+        // rest [1, 1, 0, 0.2, 0.3, -0.1, 0, 0.5] goes through Rot2 with the
+        // gradient [1, 2, 0, 4, 5, 6, 0, 8] (zero at the outliers): pair (1, 1)
+        // has rotated entry 0 closed, (1, 2) -> H2: (3, -1)/sqrt 2 -> (0, -1)/sqrt 2
+        // -> (-0.5, 0.5); the other pairs are open.
+        let o = Outliers { fraction: 0.25, value_bits: 16, inner: Box::new(Rot2) };
+        let x = [1.0, 1.0, 9.0, 0.2, 0.3, -0.1, -7.0, 0.5];
+        assert_near(&backward_of(&o, &x, &g), &[-0.5, 0.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+        // Outlier 9 shares its pair with 1.6: the rest pair (0, 1.6) rotates
+        // to (1.13, -1.13), both closed, so position 5 gets no gradient while
+        // the outlier itself gets its own.
+        let x = [1.0, 1.0, 0.0, 0.2, 9.0, 1.6, -7.0, 0.5];
+        assert_near(&backward_of(&o, &x, &g), &[-0.5, 0.5, 3.0, 4.0, 5.0, 0.0, 7.0, 8.0]);
+    }
+
+    #[test]
+    fn composition_backward_with_elementwise_parts_is_the_product_of_masks() {
+        // Element-wise parts: the chain rule gives exactly the mask that run
+        // hands over, times the gradient.
+        let x = [0.2, -1.6, 2.4, 0.1, 0.0, 0.3, -0.7, 0.4];
+        let g = [1.0, -2.0, 3.0, -4.0, 5.0, -6.0, 7.0, -8.0];
+        let shape = Shape::new(2, 4);
+        let parts: [Box<dyn HostFormat>; 2] = [
+            Box::new(Then { first: Box::new(KeepLarger), second: Box::new(Round) }),
+            Box::new(Outliers { fraction: 0.25, value_bits: 16, inner: Box::new(KeepLarger) }),
+        ];
+        for f in &parts {
+            let (_, m) = run_owned(&**f, &x, shape, 0, true).unwrap();
+            let want: Vec<f32> = g.iter().zip(m.unwrap()).map(|(a, b)| a * b).collect();
+            let mut got = g.to_vec();
+            f.backward(&x, shape, 0, None, &mut got).unwrap();
+            assert_eq!(got, want);
         }
     }
 

@@ -141,6 +141,23 @@ impl Compressor for PluginCompressor {
             })
             .map_err(|e| format!("format `{}`: {e}", self.spec))
     }
+
+    /// The format's own straight-through backward (`sdk::Format::backward`:
+    /// the element-wise mask unless the format says otherwise, e.g. a trust
+    /// mask in a rotated basis), handed the forward pass's mask.
+    fn backward(
+        &self,
+        input: &[f32],
+        mask: &[f32],
+        grad: &mut [f32],
+        rows: usize,
+        cols: usize,
+        seed: u64,
+    ) -> Result<(), String> {
+        self.format
+            .backward(input, Shape::new(rows, cols), seed, Some(mask), grad)
+            .map_err(|e| format!("format `{}`: {e}", self.spec))
+    }
 }
 
 /// The weight compressor of `spec` for a model of `cfg`, checked on its weight shapes.

@@ -20,12 +20,12 @@ use std::sync::Once;
 
 use abi_stable::library::{LibHeader, LibraryError, RootModule, lib_header_from_path};
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RBox, RResult, RSlice, RStr, RString, RVec};
+use abi_stable::std_types::{RBox, RResult, RSlice, RSliceMut, RStr, RString, RVec};
 use abi_stable::{StableAbi, declare_root_module_statics, package_version_strings};
 
 use crate::params::Table;
 use crate::plugin::{FormatInfo, PluginInfo, Registry};
-use crate::{Format, Shape, Tensor};
+use crate::{Format, Grad, Shape, Tensor};
 
 /// The root module every plugin library exports.
 #[repr(C)]
@@ -52,11 +52,11 @@ impl RootModule for PluginModRef {
 // `non_local_definitions`; the lint is about the macro's expansion, not about
 // our code, so it is allowed on this one module only. Likewise clippy's
 // `too_many_arguments` fires on the functions the macro generates for
-// `compress` (an allow on the method itself does not reach them).
+// `compress` and `backward` (an allow on the method itself does not reach them).
 #[allow(non_local_definitions, clippy::too_many_arguments)]
 mod ffi {
     use abi_stable::sabi_trait;
-    use abi_stable::std_types::{RResult, RSlice, RString, RVec};
+    use abi_stable::std_types::{RResult, RSlice, RSliceMut, RString, RVec};
 
     /// A built format, as seen across the boundary.
     #[sabi_trait]
@@ -65,7 +65,6 @@ mod ffi {
         fn info(&self, rows: u64, cols: u64) -> RResult<RString, RString>;
         /// Compresses `input` into `output` (and `mask` when `want_mask`).
         #[allow(clippy::too_many_arguments)]
-        #[sabi(last_prefix_field)]
         fn compress(
             &self,
             rows: u64,
@@ -75,6 +74,21 @@ mod ffi {
             output: &mut RVec<f32>,
             mask: &mut RVec<f32>,
             want_mask: bool,
+        ) -> RResult<(), RString>;
+        /// Straight-through backward: `grad` holds `dL/dy` for `y =
+        /// compress(input)` and is overwritten with `dL/dx`. `mask` is the
+        /// forward pass's mask when `has_mask`.
+        #[allow(clippy::too_many_arguments)]
+        #[sabi(last_prefix_field)]
+        fn backward(
+            &self,
+            rows: u64,
+            cols: u64,
+            seed: u64,
+            input: RSlice<'_, f32>,
+            mask: RSlice<'_, f32>,
+            has_mask: bool,
+            grad: RSliceMut<'_, f32>,
         ) -> RResult<(), RString>;
     }
 }
@@ -164,6 +178,33 @@ impl FfiFormat for Exported {
             };
             let t = Tensor { input: input.as_slice(), output: output.as_mut_slice(), mask, shape, seed };
             self.0.compress(t).map_err(|e| e.to_string())
+        })
+    }
+
+    fn backward(
+        &self,
+        rows: u64,
+        cols: u64,
+        seed: u64,
+        input: RSlice<'_, f32>,
+        mask: RSlice<'_, f32>,
+        has_mask: bool,
+        mut grad: RSliceMut<'_, f32>,
+    ) -> RResult<(), RString> {
+        guarded("computing the backward", || {
+            let shape = Shape::new(rows as usize, cols as usize);
+            let n = shape.len();
+            if input.len() != n || grad.len() != n || (has_mask && mask.len() != n) {
+                return Err(format!(
+                    "backward of a {shape} tensor got {} input values, {} gradient values and {} mask values",
+                    input.len(),
+                    grad.len(),
+                    if has_mask { mask.len() } else { n }
+                ));
+            }
+            let mask = has_mask.then(|| mask.as_slice());
+            let g = Grad { input: input.as_slice(), grad: grad.as_mut_slice(), mask, shape, seed };
+            self.0.backward(g).map_err(|e| e.to_string())
         })
     }
 }
@@ -439,6 +480,42 @@ impl RemoteFormat {
         }
         Ok(())
     }
+
+    /// The format's straight-through backward ([`Format::backward`]): `grad`
+    /// holds `dL/dy` for `y = compress(input)` with `seed` and is
+    /// overwritten with `dL/dx`. `mask`: the mask [`compress`](Self::compress)
+    /// wrote for this input and seed, when the caller kept it.
+    pub fn backward(
+        &self,
+        input: &[f32],
+        shape: Shape,
+        seed: u64,
+        mask: Option<&[f32]>,
+        grad: &mut [f32],
+    ) -> Result<(), String> {
+        let n = shape.len();
+        if input.len() != n || grad.len() != n || mask.is_some_and(|m| m.len() != n) {
+            return Err(format!(
+                "backward of a {shape} tensor needs {n} values, got input {}, gradient {} and mask {}",
+                input.len(),
+                grad.len(),
+                mask.map_or(n, <[f32]>::len)
+            ));
+        }
+        let r = self.inner.backward(
+            shape.rows as u64,
+            shape.cols as u64,
+            seed,
+            RSlice::from_slice(input),
+            RSlice::from_slice(mask.unwrap_or(&[])),
+            mask.is_some(),
+            RSliceMut::from_mut_slice(grad),
+        );
+        match r {
+            RResult::ROk(()) => Ok(()),
+            RResult::RErr(e) => Err(e.into()),
+        }
+    }
 }
 
 /// For test fixtures that play a misbehaving plugin written without the
@@ -469,6 +546,19 @@ pub mod raw {
             let mut v = Vec::new();
             (self.0)(input.as_slice(), &mut v);
             *output = RVec::from(v);
+            RResult::ROk(())
+        }
+        fn backward(
+            &self,
+            _rows: u64,
+            _cols: u64,
+            _seed: u64,
+            _input: RSlice<'_, f32>,
+            _mask: RSlice<'_, f32>,
+            _has_mask: bool,
+            _grad: RSliceMut<'_, f32>,
+        ) -> RResult<(), RString> {
+            // Writes no mask, so the gradient passes unchanged.
             RResult::ROk(())
         }
     }

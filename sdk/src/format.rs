@@ -136,11 +136,91 @@ pub struct Tensor<'a> {
     pub seed: u64,
 }
 
+/// One call of [`Format::backward`]: the input, the gradient to transform in
+/// place, and (when the caller kept it) the mask the forward pass wrote.
+pub struct Grad<'a> {
+    /// The input `x` that [`Format::compress`] was called with (row-major,
+    /// `shape.len()` values).
+    pub input: &'a [f32],
+    /// Arrives holding `dL/dy` for `y = compress(x)`; the format overwrites
+    /// it with `dL/dx`. Same length as `input`.
+    pub grad: &'a mut [f32],
+    /// The mask [`Format::compress`] wrote for this same input, shape and
+    /// seed, when the caller kept it: an optimization only (the default
+    /// backward then need not compress again). A format with its own
+    /// backward may ignore it.
+    pub mask: Option<&'a [f32]>,
+    /// Shape of `input`.
+    pub shape: Shape,
+    /// The seed `compress` was called with.
+    pub seed: u64,
+}
+
+/// The default straight-through backward, `dL/dx = mask(x) * dL/dy` element
+/// by element: with `g.mask` when given, else with the mask `f.compress`
+/// writes for `g.input` and `g.seed` (computed here, through `compress`).
+///
+/// A format that overrides [`Format::backward`] only for some of its
+/// parameters calls this for the others.
+///
+/// ```
+/// # use sdk::*;
+/// # struct Clip;
+/// # impl Format for Clip {
+/// #     fn compress(&self, t: Tensor<'_>) -> Result<()> {
+/// #         for (y, x) in t.output.iter_mut().zip(t.input) { *y = x.clamp(-1.0, 1.0); }
+/// #         if let Some(m) = t.mask { sdk::grid::clip_mask(t.input, m, 1.0); }
+/// #         Ok(())
+/// #     }
+/// #     fn bits(&self, _: Shape) -> Bits { Bits::elements(32.0) }
+/// # }
+/// let x = [0.5f32, -2.0, 3.0, 0.0];
+/// let mut g = [1.0f32, 2.0, 3.0, 4.0];
+/// let shape = Shape::new(1, 4);
+/// sdk::mask_backward(&Clip, Grad { input: &x, grad: &mut g, mask: None, shape, seed: 0 })?;
+/// assert_eq!(g, [1.0, 0.0, 0.0, 4.0]);
+/// # Ok::<(), sdk::Error>(())
+/// ```
+pub fn mask_backward<F: Format + ?Sized>(f: &F, g: Grad<'_>) -> Result<()> {
+    let n = g.shape.len();
+    if g.input.len() != n || g.grad.len() != n || g.mask.is_some_and(|m| m.len() != n) {
+        return Err(crate::Error::input(format!(
+            "backward of a {} tensor needs {n} values, got input {}, gradient {} and mask {}",
+            g.shape,
+            g.input.len(),
+            g.grad.len(),
+            g.mask.map_or(n, <[f32]>::len)
+        )));
+    }
+    let computed;
+    let mask = match g.mask {
+        Some(m) => m,
+        None => {
+            let mut output = vec![0.0; n];
+            let mut mask = vec![1.0; n];
+            f.compress(Tensor {
+                input: g.input,
+                output: &mut output,
+                mask: Some(&mut mask),
+                shape: g.shape,
+                seed: g.seed,
+            })?;
+            computed = mask;
+            &computed
+        }
+    };
+    for (d, &m) in g.grad.iter_mut().zip(mask) {
+        *d *= m;
+    }
+    Ok(())
+}
+
 /// A number format: turns a tensor into its compressed-then-decompressed values.
 ///
 /// Two methods are required. The rest have defaults that are never wrong:
 /// a format that does not say its family is `Other`, a format that writes no
-/// mask lets every gradient through.
+/// mask lets every gradient through, and the backward of quantization-aware
+/// training multiplies the gradient by that mask.
 pub trait Format: Send + Sync {
     /// Writes the compressed-then-decompressed values of `t.input` into
     /// `t.output`, and the gradient mask into `t.mask` when asked for.
@@ -169,5 +249,21 @@ pub trait Format: Send + Sync {
     /// Default: `None` (the host shows the preset name or the spec).
     fn label(&self) -> Option<String> {
         None
+    }
+
+    /// The straight-through backward of quantization-aware training:
+    /// `g.grad` arrives holding `dL/dy` for `y = compress(x)` (`x` =
+    /// `g.input`, compressed with `g.seed`) and leaves holding `dL/dx`.
+    ///
+    /// Default: [`mask_backward`], `dL/dx = mask(x) * dL/dy` with the mask
+    /// [`compress`](Format::compress) writes; right for every format whose
+    /// trust region is element-wise in the basis of `x`. A format that
+    /// transforms its input before quantizing (a rotation, see
+    /// [`crate::hadamard::masked_backward`]) overrides it to apply the mask
+    /// in the transformed basis, `dL/dx = T^T (mask(Tx) * (T dL/dy))`. The
+    /// result must be linear in `dL/dy`, depend only on `x`, the shape and
+    /// the seed, and not on whether `g.mask` was given.
+    fn backward(&self, g: Grad<'_>) -> Result<()> {
+        mask_backward(self, g)
     }
 }

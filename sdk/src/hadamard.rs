@@ -109,6 +109,50 @@ pub fn rotate_rows(x: &mut [f32], cols: usize, block: usize) {
     }
 }
 
+/// Rotates `x` back: applies `H^T = H^-1`, the transpose (and inverse) of
+/// [`rotate`]. The normalized Hadamard matrix is symmetric and its own
+/// inverse, so this is [`rotate`] itself; the name says which way a caller
+/// means.
+///
+/// # Panics
+/// When `block` is not a power of two.
+pub fn unrotate(x: &mut [f32], block: usize) {
+    rotate(x, block);
+}
+
+/// Rotates each row of `cols` values of `x` back (see [`unrotate`]).
+///
+/// # Panics
+/// When `block` is not a power of two.
+pub fn unrotate_rows(x: &mut [f32], cols: usize, block: usize) {
+    rotate_rows(x, cols, block);
+}
+
+/// The straight-through backward of a format that rotates rows by `H`
+/// (blocks of `block`, as [`rotate_rows`]) and quantizes in the rotated
+/// basis: `grad <- H^T (mask * (H grad))`, row by row, where `mask` is the
+/// trust mask of the rotated values `H x` (what the format's quantizer
+/// writes when handed `H x`).
+///
+/// ```
+/// // One block of 2: H = [[1, 1], [1, -1]] / sqrt(2).
+/// let mut g = [1.0f32, 0.0];
+/// sdk::hadamard::masked_backward(&mut g, &[1.0, 0.0], 2, 128);
+/// // H g = [1, 1] / sqrt(2); masked: [1, 0] / sqrt(2); H^T of that: [0.5, 0.5].
+/// assert!((g[0] - 0.5).abs() < 1e-7 && (g[1] - 0.5).abs() < 1e-7);
+/// ```
+///
+/// # Panics
+/// When `grad` and `mask` differ in length, or `block` is not a power of two.
+pub fn masked_backward(grad: &mut [f32], mask: &[f32], cols: usize, block: usize) {
+    assert_eq!(grad.len(), mask.len(), "masked_backward: gradient and mask lengths differ");
+    rotate_rows(grad, cols, block);
+    for (g, &m) in grad.iter_mut().zip(mask) {
+        *g *= m;
+    }
+    unrotate_rows(grad, cols, block);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +200,67 @@ mod tests {
             let worst = x.iter().zip(&y).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(worst < 1e-5, "n {n}: {worst}");
         }
+    }
+
+    /// The blocked matrix `rotate` applies to a row of `n` values, in f64.
+    fn blocked_matrix(n: usize, block: usize) -> Vec<Vec<f64>> {
+        let mut m = vec![vec![0.0; n]; n];
+        let mut start = 0;
+        while start < n {
+            let rest = n - start;
+            let len = if rest >= block { block } else { 1 << rest.ilog2() };
+            let k = 1.0 / (len as f64).sqrt();
+            for i in 0..len {
+                for j in 0..len {
+                    m[start + i][start + j] = if (i & j).count_ones().is_multiple_of(2) { k } else { -k };
+                }
+            }
+            start += len;
+        }
+        m
+    }
+
+    fn matvec(m: &[Vec<f64>], x: &[f64]) -> Vec<f64> {
+        m.iter().map(|r| r.iter().zip(x).map(|(a, b)| a * b).sum()).collect()
+    }
+
+    #[test]
+    fn masked_backward_is_h_transpose_mask_h() {
+        // Rows of 12 = blocks of 8 and 4 (block 128), and of 6 = 4 + 2 with block 4.
+        for (cols, block) in [(12usize, 128usize), (6, 4)] {
+            let rows = 2;
+            let g = data(rows * cols);
+            let mask: Vec<f32> = (0..rows * cols).map(|i| if i % 3 == 1 { 0.0 } else { 1.0 }).collect();
+            let mut got = g.clone();
+            masked_backward(&mut got, &mask, cols, block);
+            let h = blocked_matrix(cols, block);
+            for r in 0..rows {
+                let gr: Vec<f64> = g[r * cols..(r + 1) * cols].iter().map(|&v| v as f64).collect();
+                let mut hg = matvec(&h, &gr);
+                for (v, &m) in hg.iter_mut().zip(&mask[r * cols..(r + 1) * cols]) {
+                    *v *= m as f64;
+                }
+                // H is symmetric: H^T = H.
+                let want = matvec(&h, &hg);
+                for (c, w) in want.iter().enumerate() {
+                    let d = (got[r * cols + c] as f64 - w).abs();
+                    // Two f32 transforms of at most 3 butterfly levels on values below 1.5.
+                    assert!(d < 1e-5, "cols {cols} row {r} col {c}: {} vs {w}", got[r * cols + c]);
+                }
+            }
+            // A closed mask entry in the rotated basis is not an element-wise mask.
+            assert!(got.iter().zip(&g).zip(&mask).any(|((a, b), m)| (a - b * m).abs() > 1e-3));
+        }
+        // An all-ones mask gives the gradient back (up to rounding).
+        let g = data(256);
+        let mut got = g.clone();
+        masked_backward(&mut got, &[1.0; 256], 256, 128);
+        let worst = g.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-5, "{worst}");
+        let mut back = g.clone();
+        rotate(&mut back, 128);
+        unrotate(&mut back, 128);
+        assert!(back.iter().zip(&g).all(|(a, b)| (a - b).abs() < 1e-5));
     }
 
     #[test]

@@ -6,7 +6,11 @@
 //! A format implements [`Format`]: [`Format::compress`] turns a row-major
 //! `f32` tensor into its compressed-then-decompressed values (and, when asked,
 //! a straight-through gradient mask), and [`Format::bits`] says honestly how
-//! many bits per element it stores, metadata included. A [`Kind`] groups the
+//! many bits per element it stores, metadata included. For
+//! quantization-aware training, [`Format::backward`] turns `dL/dy` into
+//! `dL/dx`; its default multiplies by the mask `compress` writes, and a format
+//! that quantizes in a rotated basis overrides it (see `Rotated` below and
+//! [`hadamard::masked_backward`]). A [`Kind`] groups the
 //! formats that differ only by parameters, declares those parameters with
 //! [`params!`] (TOML in, typed struct with defaults out, unknown keys are
 //! errors), and names presets. [`export_plugin!`] exports one or more kinds
@@ -33,10 +37,12 @@
 //! sdk = { path = "../../sdk" }
 //! ```
 //!
-//! `src/lib.rs`: a sign-magnitude "INT-k with absmax scale per row" format.
+//! `src/lib.rs`: a sign-magnitude "INT-k with absmax scale per row" format,
+//! and the same quantizer in a Hadamard-rotated basis (with its own
+//! straight-through backward).
 //!
 //! ```
-//! use sdk::{Bits, Family, Format, Kind, Preset, Result, Shape, Tensor};
+//! use sdk::{Bits, Family, Format, Grad, Kind, Preset, Result, Shape, Tensor, hadamard};
 //!
 //! sdk::params! {
 //!     /// Parameters of the toy format.
@@ -49,6 +55,15 @@
 //! struct Toy {
 //!     levels: f32,
 //!     bits: u32,
+//! }
+//!
+//! impl Toy {
+//!     fn new(bits: u32) -> Result<Toy> {
+//!         if !(2..=8).contains(&bits) {
+//!             return Err(sdk::Error::param("bits", "must be 2..=8"));
+//!         }
+//!         Ok(Toy { levels: ((1u32 << (bits - 1)) - 1) as f32, bits })
+//!     }
 //! }
 //!
 //! impl Format for Toy {
@@ -71,6 +86,36 @@
 //!     }
 //! }
 //!
+//! /// `Toy` on rows rotated by the blocked Hadamard matrix `H` (rotated back
+//! /// after). Its gradient is `H^T (mask(Hx) * (H dL/dy))` with the trust
+//! /// mask of the rotated values, which an element-wise mask cannot express.
+//! /// (`Toy` writes no mask: absmax never clips, so here the mask stays all
+//! /// ones; a clipping quantizer closes some entries.)
+//! struct Rotated(Toy);
+//!
+//! impl Format for Rotated {
+//!     fn compress(&self, t: Tensor<'_>) -> Result<()> {
+//!         let mut hx = t.input.to_vec();
+//!         hadamard::rotate_rows(&mut hx, t.shape.cols, hadamard::BLOCK);
+//!         let (shape, seed) = (t.shape, t.seed);
+//!         self.0.compress(Tensor { input: &hx, output: &mut *t.output, mask: None, shape, seed })?;
+//!         hadamard::unrotate_rows(t.output, shape.cols, hadamard::BLOCK);
+//!         Ok(())
+//!     }
+//!     fn bits(&self, shape: Shape) -> Bits {
+//!         self.0.bits(shape)
+//!     }
+//!     fn backward(&self, g: Grad<'_>) -> Result<()> {
+//!         let mut hx = g.input.to_vec();
+//!         hadamard::rotate_rows(&mut hx, g.shape.cols, hadamard::BLOCK);
+//!         let (mut y, mut mask) = (vec![0.0; hx.len()], vec![1.0; hx.len()]);
+//!         let t = Tensor { input: &hx, output: &mut y, mask: Some(&mut mask), shape: g.shape, seed: g.seed };
+//!         self.0.compress(t)?;
+//!         hadamard::masked_backward(g.grad, &mask, g.shape.cols, hadamard::BLOCK);
+//!         Ok(())
+//!     }
+//! }
+//!
 //! struct ToyKind;
 //!
 //! impl Kind for ToyKind {
@@ -79,18 +124,27 @@
 //!     const DOC: &'static str = "Symmetric INT-k, absmax scale per row.";
 //!     const PRESETS: &'static [Preset] = &[Preset::new("toy4", "bits = 4", "toy INT4")];
 //!     fn build(p: ToyParams) -> Result<Box<dyn Format>> {
-//!         if !(2..=8).contains(&p.bits) {
-//!             return Err(sdk::Error::param("bits", "must be 2..=8"));
-//!         }
-//!         let levels = ((1u32 << (p.bits - 1)) - 1) as f32;
-//!         Ok(Box::new(Toy { levels, bits: p.bits }))
+//!         Ok(Box::new(Toy::new(p.bits)?))
 //!     }
 //! }
 //!
-//! sdk::export_plugin!(name: "toy", kinds: [ToyKind]);
+//! struct RotatedKind;
+//!
+//! impl Kind for RotatedKind {
+//!     type Params = ToyParams;
+//!     const NAME: &'static str = "toy-rotated";
+//!     const DOC: &'static str = "The toy INT-k on Hadamard-rotated rows (blocks of 128).";
+//!     const PRESETS: &'static [Preset] = &[Preset::new("toy4-h", "bits = 4", "toy INT4, Hadamard")];
+//!     fn build(p: ToyParams) -> Result<Box<dyn Format>> {
+//!         Ok(Box::new(Rotated(Toy::new(p.bits)?)))
+//!     }
+//! }
+//!
+//! sdk::export_plugin!(name: "toy", kinds: [ToyKind, RotatedKind]);
 //!
 //! // The conformance kit, as the plugin's own test would call it:
 //! sdk::testing::check_kind::<ToyKind>();
+//! sdk::testing::check_kind::<RotatedKind>();
 //! ```
 #![deny(missing_docs)]
 
@@ -110,7 +164,7 @@ pub mod scale;
 pub mod testing;
 
 pub use error::{Error, Result};
-pub use format::{Bits, BitsPart, Family, Format, Shape, Tensor};
+pub use format::{Bits, BitsPart, Family, Format, Grad, Shape, Tensor, mask_backward};
 pub use params::Params;
 pub use plugin::{Kind, Preset};
 

@@ -33,7 +33,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::params::Params;
 use crate::plugin::{Kind, parse_inline_table};
-use crate::{Family, Format, Result, Shape, Tensor};
+use crate::{Family, Format, Grad, Result, Shape, Tensor};
 
 /// Shape of the conformance kit's test tensor.
 pub const SHAPE: Shape = Shape::new(16, 256);
@@ -75,6 +75,22 @@ pub fn run(
     let mut mask = want_mask.then(|| vec![1.0; input.len()]);
     format.compress(Tensor { input, output: &mut output, mask: mask.as_deref_mut(), shape, seed })?;
     Ok((output, mask))
+}
+
+/// Runs `format`'s [`backward`](Format::backward) on input `x` of `shape`
+/// with `seed`: `dL/dx` for the upstream gradient `grad` (`dL/dy`), with the
+/// forward pass's `mask` when given.
+pub fn backward(
+    format: &dyn Format,
+    input: &[f32],
+    grad: &[f32],
+    shape: Shape,
+    seed: u64,
+    mask: Option<&[f32]>,
+) -> Result<Vec<f32>> {
+    let mut g = grad.to_vec();
+    format.backward(Grad { input, grad: &mut g, mask, shape, seed })?;
+    Ok(g)
 }
 
 /// `Σ (a - b)²` in `f64`.
@@ -217,6 +233,10 @@ pub fn check_kind<K: Kind>() {
 /// - GMSE is below 1.5 (and the relative error below 1.5 for the scaled inputs);
 /// - a requested mask has only values in `[0, 1]`, and asking for it does
 ///   not change the output;
+/// - the [backward](Format::backward) succeeds on a Gaussian upstream
+///   gradient and gives finite values, also for the all-zero tensor, the
+///   same with and without the forward pass's mask handed to it, and the
+///   same for two calls;
 /// - near-idempotence, for [`Family::Scalar`] formats that are not
 ///   stochastic: compressing the output again moves it by at most a quarter
 ///   of the first pass's squared error. Exact idempotence is not required:
@@ -276,6 +296,27 @@ pub fn check_format(name: &str, f: &dyn Format) {
         fail("asking for a mask changed the output".into());
     }
 
+    // Backward.
+    let g = gaussian(shape.len(), 2);
+    let back = |input: &[f32], mask: Option<&[f32]>, what: &str| {
+        let d = backward(f, input, &g, shape, 7, mask)
+            .unwrap_or_else(|e| fail(format!("backward failed on a {shape} tensor ({what}): {e}")));
+        if d.len() != g.len() {
+            fail(format!("backward returned {} values for {} ({what})", d.len(), g.len()));
+        }
+        if let Some(i) = d.iter().position(|v| !v.is_finite()) {
+            fail(format!("backward gave dL/dx[{i}] = {} ({what})", d[i]));
+        }
+        d
+    };
+    let d = back(&x, None, "N(0,1) input, no mask given");
+    if !same_bits(&d, &back(&x, None, "N(0,1) input, second call")) {
+        fail("two backward calls with the same input and seed gave different gradients".into());
+    }
+    if !same_bits(&d, &back(&x, Some(&mask[..]), "N(0,1) input with the forward mask")) {
+        fail("backward gave a different gradient when handed the forward pass's mask".into());
+    }
+
     // Near-idempotence.
     if f.family() == Family::Scalar && !f.stochastic() {
         let (z, _) = compress(&y, shape, 7, false);
@@ -297,8 +338,12 @@ pub fn check_format(name: &str, f: &dyn Format) {
     let (y1, _) = compress(&x[..256], one_row, 7, false);
     finite(&y1, "a single row");
     let zeros = vec![0.0; shape.len()];
-    let (yz, _) = compress(&zeros, shape, 7, true);
+    let (yz, mz) = compress(&zeros, shape, 7, true);
     finite(&yz, "an all-zero tensor");
+    let dz = back(&zeros, None, "an all-zero tensor");
+    if !same_bits(&dz, &back(&zeros, mz.as_deref(), "an all-zero tensor with the forward mask")) {
+        fail("backward gave a different gradient on an all-zero tensor when handed the forward pass's mask".into());
+    }
     for k in [1e-4f32, 1e4] {
         let xs: Vec<f32> = x.iter().map(|v| v * k).collect();
         let (ys, _) = compress(&xs, shape, 7, false);
@@ -357,6 +402,9 @@ mod tests {
         e.assert_close("test", 2.005);
     }
 
+    /// Broken on purpose: 0 seed-dependent output, 1 mask outside [0, 1],
+    /// 2 not idempotent, 3 NaN backward, 4 backward that depends on whether
+    /// the mask is handed over.
     struct Bad(u8);
     impl Format for Bad {
         fn compress(&self, t: Tensor<'_>) -> Result<()> {
@@ -368,7 +416,16 @@ mod tests {
                         m[0] = 2.0;
                     }
                 }
-                _ => t.output.iter_mut().zip(t.input).for_each(|(y, x)| *y = x * 0.9),
+                2 => t.output.iter_mut().zip(t.input).for_each(|(y, x)| *y = x * 0.9),
+                _ => t.output.copy_from_slice(t.input),
+            }
+            Ok(())
+        }
+        fn backward(&self, g: Grad<'_>) -> Result<()> {
+            match self.0 {
+                3 => g.grad[5] = f32::NAN,
+                4 if g.mask.is_some() => g.grad[0] *= 0.5,
+                _ => crate::mask_backward(self, g)?,
             }
             Ok(())
         }
@@ -395,11 +452,54 @@ mod tests {
         e.downcast_ref::<String>().cloned().unwrap_or_default()
     }
 
+    /// Clamps to [-1, 1]; mask closed outside.
+    struct Clip;
+    impl Format for Clip {
+        fn compress(&self, t: Tensor<'_>) -> Result<()> {
+            for (y, x) in t.output.iter_mut().zip(t.input) {
+                *y = x.clamp(-1.0, 1.0);
+            }
+            if let Some(m) = t.mask {
+                crate::grid::clip_mask(t.input, m, 1.0);
+            }
+            Ok(())
+        }
+        fn bits(&self, _: Shape) -> Bits {
+            Bits::elements(32.0)
+        }
+    }
+
+    #[test]
+    fn default_backward_is_the_mask_times_the_gradient() {
+        let shape = Shape::new(4, 64);
+        let x = gaussian(shape.len(), 11);
+        let g = gaussian(shape.len(), 12);
+        let (_, mask) = run(&Clip, &x, shape, 0, true).unwrap();
+        let mask = mask.unwrap();
+        let want: Vec<f32> = g.iter().zip(&mask).map(|(a, m)| a * m).collect();
+        // About 32 % of N(0,1) values lie outside [-1, 1]: the mask closes some.
+        assert!(mask.contains(&0.0) && mask.contains(&1.0));
+        for given in [None, Some(&mask[..])] {
+            let d = backward(&Clip, &x, &g, shape, 0, given).unwrap();
+            assert!(same_bits(&d, &want), "mask given: {}", given.is_some());
+        }
+        // A mask handed over is used as it is (an optimization the caller vouches for).
+        let ones = vec![1.0; shape.len()];
+        assert!(same_bits(&backward(&Clip, &x, &g, shape, 0, Some(&ones)).unwrap(), &g));
+        // Wrong lengths are an error, not a panic.
+        let e = backward(&Clip, &x[..10], &g, shape, 0, None).unwrap_err().to_string();
+        assert!(e.contains("4x64") && e.contains("input 10"), "{e}");
+        check_format("clip", &Clip);
+    }
+
     #[test]
     fn catches_broken_formats() {
         assert!(panic_message(|| check_format("x", &Bad(0))).contains("depends on the seed"));
         assert!(panic_message(|| check_format("x", &Bad(1))).contains("outside [0, 1]"));
         assert!(panic_message(|| check_format("x", &Bad(2))).contains("not idempotent"));
+        let nan = panic_message(|| check_format("x", &Bad(3)));
+        assert!(nan.contains("backward gave dL/dx[5] = NaN"), "{nan}");
+        assert!(panic_message(|| check_format("x", &Bad(4))).contains("handed the forward pass's mask"));
         assert!(panic_message(check_kind::<BadKind>).contains("default parameters"));
     }
 }

@@ -80,6 +80,12 @@ fn lib_file(dir: &Path, crate_name: &str) -> PathBuf {
     dir.join(format!("{}{name}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX))
 }
 
+/// The library file of shipped plugin `lib` (e.g. `plugin_int`) in this
+/// build's profile folder (call [`shipped_plugins`] first).
+pub fn shipped_library(lib: &str) -> PathBuf {
+    lib_file(&profile_dir(), lib)
+}
+
 /// A shipped plugin crate.
 pub struct Shipped {
     /// Package name (for `cargo -p`).

@@ -5,7 +5,9 @@
 //! weight compressor to every linear layer's weight matrix before each
 //! forward pass (embeddings and the output head stay full precision) and the
 //! activation compressor, when given, to the input of every linear layer.
-//! Backward is straight-through, multiplied by the mask the compressor wrote.
+//! Backward is straight-through: [`Compressor::backward`] turns the gradient
+//! with respect to the compressed values into the gradient with respect to
+//! the inputs; by default it multiplies by the mask the compressor wrote.
 
 /// A compression applied in the forward pass.
 pub trait Compressor: Send + Sync {
@@ -23,6 +25,28 @@ pub trait Compressor: Send + Sync {
         cols: usize,
         seed: u64,
     ) -> Result<(), String>;
+
+    /// Straight-through backward of [`compress`](Self::compress): `grad`
+    /// arrives holding `dL/dy` for `y = compress(input)` (the same `rows`,
+    /// `cols` and `seed`) and leaves holding `dL/dx`. `mask` is the mask that
+    /// `compress` wrote for this input.
+    ///
+    /// Default: `grad *= mask`, element by element (the straight-through
+    /// mask, exactly as plain masking). A format whose trust region is not
+    /// element-wise (one that rotates before quantizing) overrides it.
+    fn backward(
+        &self,
+        input: &[f32],
+        mask: &[f32],
+        grad: &mut [f32],
+        rows: usize,
+        cols: usize,
+        seed: u64,
+    ) -> Result<(), String> {
+        let _ = (input, rows, cols, seed);
+        crate::kernels::mul_mask(grad, mask);
+        Ok(())
+    }
 }
 
 /// The identity: output = input, mask all ones. Training with it must give

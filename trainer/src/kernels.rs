@@ -70,6 +70,17 @@ pub trait Float:
         cols: usize,
         seed: u64,
     ) -> Result<(), String>;
+    /// Runs a compressor's [`backward`](Compressor::backward) on slices of
+    /// this type (f64 goes through f32 buffers, as in `compress`).
+    fn compress_backward(
+        c: &dyn Compressor,
+        input: &[Self],
+        mask: &[Self],
+        grad: &mut [Self],
+        rows: usize,
+        cols: usize,
+        seed: u64,
+    ) -> Result<(), String>;
 }
 
 // The constants and methods that forward to the type's own (identical for f32 and f64).
@@ -126,6 +137,17 @@ impl Float for f32 {
         mask.fill(1.0);
         c.compress(input, output, mask, rows, cols, seed)
     }
+    fn compress_backward(
+        c: &dyn Compressor,
+        input: &[f32],
+        mask: &[f32],
+        grad: &mut [f32],
+        rows: usize,
+        cols: usize,
+        seed: u64,
+    ) -> Result<(), String> {
+        c.backward(input, mask, grad, rows, cols, seed)
+    }
 }
 
 impl Float for f64 {
@@ -159,6 +181,23 @@ impl Float for f64 {
             *o = v as f64;
         }
         for (o, &v) in mask.iter_mut().zip(&m) {
+            *o = v as f64;
+        }
+        Ok(())
+    }
+    fn compress_backward(
+        c: &dyn Compressor,
+        input: &[f64],
+        mask: &[f64],
+        grad: &mut [f64],
+        rows: usize,
+        cols: usize,
+        seed: u64,
+    ) -> Result<(), String> {
+        let to32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        let mut g = to32(grad);
+        c.backward(&to32(input), &to32(mask), &mut g, rows, cols, seed)?;
+        for (o, &v) in grad.iter_mut().zip(&g) {
             *o = v as f64;
         }
         Ok(())

@@ -322,7 +322,10 @@ struct BlockActs<T> {
     n2: Vec<T>,
     ab: Vec<T>,
     u: Vec<T>,
+    /// With an activation compressor: the straight-through masks it wrote
+    /// and the inputs it was given, one per compressed input (see `ACT_INPUTS`).
     masks: Vec<Vec<T>>,
+    act_in: Vec<Vec<T>>,
 }
 
 /// The model's compute state: RoPE tables and every activation/gradient
@@ -347,7 +350,6 @@ pub struct Model<T: Float> {
     datt: Vec<T>,
     dab: Vec<T>,
     du: Vec<T>,
-    tmp: Vec<T>,
     partial: Vec<T>,
     inputs: Vec<u8>,
     targets: Vec<u8>,
@@ -379,6 +381,7 @@ impl<T: Float> Model<T> {
                 ab: z(rows * 2 * h),
                 u: z(rows * h),
                 masks: Vec::new(),
+                act_in: Vec::new(),
             })
             .collect();
         let (cos, sin) = kernels::rope_table(cfg.ctx, cfg.head_dim(), ROPE_BASE);
@@ -401,7 +404,6 @@ impl<T: Float> Model<T> {
             datt: z(rows * d),
             dab: z(rows * 2 * h),
             du: z(rows * h),
-            tmp: z(rows * h.max(d)),
             partial: z(rows.div_ceil(kernels::ROW_CHUNK) * d),
             inputs: Vec::with_capacity(rows),
             targets: Vec::with_capacity(rows),
@@ -461,10 +463,10 @@ impl<T: Float> Model<T> {
             self.targets.extend_from_slice(&r[1..]);
         }
         if act.is_some() && !self.has_masks {
+            let widths = [d, d, d, h];
             for b in &mut self.blocks {
-                b.masks = vec![vec![T::ZERO; cfg.batch * ctx * d], vec![T::ZERO; cfg.batch * ctx * d]];
-                b.masks.push(vec![T::ZERO; cfg.batch * ctx * d]);
-                b.masks.push(vec![T::ZERO; cfg.batch * ctx * h]);
+                b.masks = widths.iter().map(|&w| vec![T::ZERO; cfg.batch * ctx * w]).collect();
+                b.act_in = b.masks.clone();
             }
             self.has_masks = true;
         }
@@ -481,11 +483,10 @@ impl<T: Float> Model<T> {
             let (cur, rest) = self.blocks.split_at_mut(l + 1);
             let b = &mut cur[l];
             let x_next: &mut [T] = if l + 1 < n_layer { &mut rest[0].x_in } else { &mut self.xf };
-            let tmp = &mut self.tmp;
             // Attention.
             let g1 = &params[off.attn_norm..off.attn_norm + d];
             let t0 = Instant::now();
-            compressed_input(act, l, 0, rows, d, &mut b.masks, &mut b.n1, tmp, |y| {
+            compressed_input(act, l, 0, rows, d, &mut b.masks, &mut b.act_in, &mut b.n1, |y| {
                 kernels::rmsnorm_fwd(&b.x_in[..rows * d], g1, y, &mut b.rstd1[..rows], d, NORM_EPS)
             })?;
             self.prof.add("fwd rmsnorm", t0);
@@ -498,7 +499,7 @@ impl<T: Float> Model<T> {
             self.prof.add("fwd rope", t0);
             let (hm, stats) = (&b.hm, &mut b.stats);
             let t0 = Instant::now();
-            compressed_input(act, l, 1, rows, d, &mut b.masks, &mut b.att, tmp, |y| {
+            compressed_input(act, l, 1, rows, d, &mut b.masks, &mut b.act_in, &mut b.att, |y| {
                 kernels::attention_fwd(hm, y, stats, shape)
             })?;
             self.prof.add("fwd attention", t0);
@@ -512,7 +513,7 @@ impl<T: Float> Model<T> {
             // MLP.
             let g2 = &params[off.mlp_norm..off.mlp_norm + d];
             let t0 = Instant::now();
-            compressed_input(act, l, 2, rows, d, &mut b.masks, &mut b.n2, tmp, |y| {
+            compressed_input(act, l, 2, rows, d, &mut b.masks, &mut b.act_in, &mut b.n2, |y| {
                 kernels::rmsnorm_fwd(&b.h[..rows * d], g2, y, &mut b.rstd2[..rows], d, NORM_EPS)
             })?;
             self.prof.add("fwd rmsnorm", t0);
@@ -522,7 +523,9 @@ impl<T: Float> Model<T> {
             self.prof.add("fwd matmul", t0);
             let ab = &b.ab;
             let t0 = Instant::now();
-            compressed_input(act, l, 3, rows, h, &mut b.masks, &mut b.u, tmp, |y| kernels::swiglu_fwd(ab, y, h))?;
+            compressed_input(act, l, 3, rows, h, &mut b.masks, &mut b.act_in, &mut b.u, |y| {
+                kernels::swiglu_fwd(ab, y, h)
+            })?;
             self.prof.add("fwd swiglu", t0);
             let w2 = &params[off.w2..off.w2 + d * h];
             let t0 = Instant::now();
@@ -550,8 +553,20 @@ impl<T: Float> Model<T> {
     /// Backward pass of the last [`forward`](Self::forward): writes the
     /// gradient of the mean loss w.r.t. every parameter into `grads`
     /// (overwritten). `params` must be the vector the forward pass used. With
-    /// an activation compressor the straight-through masks are applied.
+    /// an activation compressor the straight-through masks it wrote are
+    /// applied element-wise (the default [`Compressor::backward`]); use
+    /// [`backward_with`](Self::backward_with) to run the compressor's own.
     pub fn backward(&mut self, params: &[T], grads: &mut [T]) {
+        self.backward_with(params, grads, None).expect("element-wise masks cannot fail");
+    }
+
+    /// [`backward`](Self::backward), with the activation hook the forward
+    /// pass used: the gradient of each compressed linear-layer input goes
+    /// through the compressor's [`backward`](Compressor::backward) (same
+    /// input, mask and seed as in the forward pass). With `act = None` after
+    /// a forward pass that compressed activations, the saved masks are
+    /// applied element-wise. Fails only when the compressor's backward does.
+    pub fn backward_with(&mut self, params: &[T], grads: &mut [T], act: Option<&ActHook>) -> Result<(), String> {
         let cfg = &self.cfg;
         let (ctx, d, h, hd) = (cfg.ctx, cfg.d_model, cfg.d_hidden, cfg.head_dim());
         let rows = self.n_seq * ctx;
@@ -606,7 +621,7 @@ impl<T: Float> Model<T> {
             self.prof.add("bwd matmul", t0);
             let t0 = Instant::now();
             if masked {
-                kernels::mul_mask(du, &b.masks[3][..rows * h]);
+                act_backward(act, b, l, 3, rows, h, du)?;
             }
             self.prof.add("bwd act mask", t0);
             let dab = &mut self.dab[..rows * 2 * h];
@@ -623,7 +638,7 @@ impl<T: Float> Model<T> {
             self.prof.add("bwd matmul", t0);
             let t0 = Instant::now();
             if masked {
-                kernels::mul_mask(dn, &b.masks[2][..rows * d]);
+                act_backward(act, b, l, 2, rows, d, dn)?;
             }
             self.prof.add("bwd act mask", t0);
             let g2 = off.mlp_norm..off.mlp_norm + d;
@@ -641,7 +656,7 @@ impl<T: Float> Model<T> {
             self.prof.add("bwd matmul", t0);
             let t0 = Instant::now();
             if masked {
-                kernels::mul_mask(datt, &b.masks[1][..rows * d]);
+                act_backward(act, b, l, 1, rows, d, datt)?;
             }
             self.prof.add("bwd act mask", t0);
             let dqkv = &mut self.dqkv[..rows * 3 * d];
@@ -660,7 +675,7 @@ impl<T: Float> Model<T> {
             self.prof.add("bwd matmul", t0);
             let t0 = Instant::now();
             if masked {
-                kernels::mul_mask(dn, &b.masks[0][..rows * d]);
+                act_backward(act, b, l, 0, rows, d, dn)?;
             }
             self.prof.add("bwd act mask", t0);
             let g1 = off.attn_norm..off.attn_norm + d;
@@ -674,11 +689,50 @@ impl<T: Float> Model<T> {
         let t0 = Instant::now();
         kernels::embedding_bwd(&self.inputs, dres, demb, d);
         self.prof.add("bwd embedding", t0);
+        Ok(())
     }
 }
 
+/// The straight-through backward of compressed input `which` of block
+/// `layer`: with the hook, the compressor's own backward on the saved input
+/// and mask with the forward pass's seed; without, the saved mask
+/// element-wise.
+fn act_backward<T: Float>(
+    act: Option<&ActHook>,
+    b: &BlockActs<T>,
+    layer: usize,
+    which: usize,
+    rows: usize,
+    cols: usize,
+    grad: &mut [T],
+) -> Result<(), String> {
+    let n = rows * cols;
+    let mask = &b.masks[which][..n];
+    match act {
+        None => {
+            kernels::mul_mask(grad, mask);
+            Ok(())
+        }
+        Some(hook) => {
+            let seed = act_seed(hook, layer, which);
+            T::compress_backward(hook.comp, &b.act_in[which][..n], mask, grad, rows, cols, seed).map_err(|e| {
+                format!(
+                    "activation format failed in the backward of layer blocks.{layer}.{} ({rows}x{cols}): {e}",
+                    ACT_INPUTS[which]
+                )
+            })
+        }
+    }
+}
+
+/// Seed of the activation compressor on input `which` of block `layer`.
+fn act_seed(hook: &ActHook, layer: usize, which: usize) -> u64 {
+    derive_seed(hook.seed, 0, layer as u64, 100 + which as u64)
+}
+
 /// Computes a linear layer's input with `f` (writing `rows x cols` values),
-/// then, with an activation hook, compresses it (mask saved for backward).
+/// then, with an activation hook, compresses it (input and mask saved for
+/// backward).
 #[allow(clippy::too_many_arguments)]
 fn compressed_input<T: Float>(
     act: Option<&ActHook>,
@@ -687,8 +741,8 @@ fn compressed_input<T: Float>(
     rows: usize,
     cols: usize,
     masks: &mut [Vec<T>],
+    inputs: &mut [Vec<T>],
     dst: &mut [T],
-    tmp: &mut [T],
     f: impl FnOnce(&mut [T]),
 ) -> Result<(), String> {
     let n = rows * cols;
@@ -698,9 +752,10 @@ fn compressed_input<T: Float>(
             Ok(())
         }
         Some(hook) => {
-            f(&mut tmp[..n]);
-            let seed = derive_seed(hook.seed, 0, layer as u64, 100 + which as u64);
-            T::compress(hook.comp, &tmp[..n], &mut dst[..n], &mut masks[which][..n], rows, cols, seed).map_err(|e| {
+            let input = &mut inputs[which][..n];
+            f(input);
+            let seed = act_seed(hook, layer, which);
+            T::compress(hook.comp, input, &mut dst[..n], &mut masks[which][..n], rows, cols, seed).map_err(|e| {
                 format!(
                     "activation format failed on the input of layer blocks.{layer}.{} ({rows}x{cols}): {e}",
                     ACT_INPUTS[which]

@@ -1,5 +1,6 @@
 //! The training loop step: optional weight compression (QAT), forward,
-//! backward, straight-through masks, clipping, AdamW.
+//! backward (through the compressors' straight-through backward), clipping,
+//! AdamW.
 //!
 //! Threads: everything parallel runs on the current rayon pool (the caller
 //! may `pool.install(|| ...)`). Losses are bit-identical for any thread count.
@@ -224,6 +225,35 @@ impl Trainer {
         results.into_iter().collect()
     }
 
+    /// Turns the gradient of the compressed linear weights into the gradient
+    /// of the master weights: the weight compressor's backward, per tensor,
+    /// with the input, mask and seed of [`compress_weights`](Self::compress_weights)
+    /// at `step_seed`. Tensors run in parallel.
+    fn weight_backward(&mut self, step_seed: u64) -> Result<(), String> {
+        let Some(comp) = self.opts.weight.as_deref() else { return Ok(()) };
+        let (params, mask) = (&self.params, &self.wmask);
+        let mut jobs = Vec::new();
+        let mut grads: &mut [f32] = &mut self.grads;
+        for (i, t) in self.layout.tensors.iter().enumerate() {
+            let (g, rest) = std::mem::take(&mut grads).split_at_mut(t.len());
+            grads = rest;
+            if t.kind == ParamKind::Linear {
+                jobs.push((i, t, g));
+            }
+        }
+        let seed = self.opts.seed;
+        let results: Vec<Result<(), String>> = jobs
+            .into_par_iter()
+            .map(|(i, t, g)| {
+                let (rows, cols) = (t.shape[0], t.shape[1]);
+                let s = model::derive_seed(seed, step_seed, i as u64, SEED_WEIGHT);
+                comp.backward(&params[t.range()], &mask[t.range()], g, rows, cols, s)
+                    .map_err(|err| format!("format failed in the backward of layer {} ({rows}x{cols}): {err}", t.name))
+            })
+            .collect();
+        results.into_iter().collect()
+    }
+
     fn check_tokens(&self, tokens: &[u8], what: &str) -> Result<(), String> {
         let row = self.cfg.ctx + 1;
         if tokens.is_empty() || !tokens.len().is_multiple_of(row) {
@@ -260,20 +290,16 @@ impl Trainer {
         if !loss.is_finite() {
             return Err(format!("loss became NaN at step {step}; lower the learning rate or check the format"));
         }
-        self.model.backward(eff, &mut self.grads);
+        self.model.backward_with(eff, &mut self.grads, hook.as_ref())?;
         let t0 = Instant::now();
-        if self.opts.weight.is_some() {
-            for t in self.layout.tensors.iter().filter(|t| t.kind == ParamKind::Linear) {
-                crate::kernels::mul_mask(&mut self.grads[t.range()], &self.wmask[t.range()]);
-            }
-        }
+        self.weight_backward(step)?;
         let norm = optim::global_norm(&self.grads);
         if !norm.is_finite() {
             return Err(format!("gradient became NaN at step {step}; lower the learning rate or check the format"));
         }
         let scale = if norm > optim::CLIP_NORM { (optim::CLIP_NORM / (norm + 1e-6)) as f32 } else { 1.0 };
         let lr = optim::lr_at(step, self.opts.total_steps, self.cfg.lr);
-        self.model.prof.add("weight mask + grad norm", t0);
+        self.model.prof.add("weight backward + grad norm", t0);
         let t0 = Instant::now();
         self.adam.update(&mut self.params, &self.grads, &self.segments, lr, step + 1, scale);
         self.model.prof.add("adamw", t0);

@@ -358,3 +358,87 @@ fn straight_through_masks_block_gradients() {
         assert_eq!(&before[info.range()], &t.params()[info.range()], "{}", info.name);
     }
 }
+
+/// One compressor call: (rows, cols, seed, FNV-1a hash of the input's bits).
+type Call = (usize, usize, u64, u64);
+
+fn hash_bits(x: &[f32]) -> u64 {
+    x.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, v| (h ^ v.to_bits() as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+/// Output = input, mask all ones; its backward zeroes the gradient. Records
+/// every compress and backward call, and whether backward got the mask that
+/// compress wrote.
+#[derive(Default)]
+struct ZeroBackward {
+    fwd: std::sync::Mutex<Vec<Call>>,
+    bwd: std::sync::Mutex<Vec<Call>>,
+    mask_ok: std::sync::atomic::AtomicBool,
+}
+
+impl Compressor for ZeroBackward {
+    fn compress(&self, i: &[f32], o: &mut [f32], m: &mut [f32], r: usize, c: usize, s: u64) -> Result<(), String> {
+        o.copy_from_slice(i);
+        m.fill(1.0);
+        self.fwd.lock().unwrap().push((r, c, s, hash_bits(i)));
+        Ok(())
+    }
+    fn backward(&self, i: &[f32], m: &[f32], g: &mut [f32], r: usize, c: usize, s: u64) -> Result<(), String> {
+        assert_eq!((i.len(), m.len(), g.len()), (r * c, r * c, r * c));
+        if !m.iter().all(|&v| v == 1.0) {
+            self.mask_ok.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        g.fill(0.0);
+        self.bwd.lock().unwrap().push((r, c, s, hash_bits(i)));
+        Ok(())
+    }
+}
+
+struct SharedZero(std::sync::Arc<ZeroBackward>);
+impl Compressor for SharedZero {
+    fn compress(&self, i: &[f32], o: &mut [f32], m: &mut [f32], r: usize, c: usize, s: u64) -> Result<(), String> {
+        self.0.compress(i, o, m, r, c, s)
+    }
+    fn backward(&self, i: &[f32], m: &[f32], g: &mut [f32], r: usize, c: usize, s: u64) -> Result<(), String> {
+        self.0.backward(i, m, g, r, c, s)
+    }
+}
+
+#[test]
+fn compressor_backward_gets_the_forward_input_mask_and_seed() {
+    let cfg = small();
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+    let toks = batch(&cfg, &mut rng);
+    for on_weights in [true, false] {
+        let rec = std::sync::Arc::new(ZeroBackward::default());
+        rec.mask_ok.store(true, std::sync::atomic::Ordering::SeqCst);
+        let comp: Option<Box<dyn Compressor>> = Some(Box::new(SharedZero(rec.clone())));
+        let o = if on_weights {
+            TrainOptions { weight: comp, ..opts(1, 10) }
+        } else {
+            TrainOptions { act: comp, ..opts(1, 10) }
+        };
+        let mut t = Trainer::new(cfg.clone(), o).unwrap();
+        let before = t.params().to_vec();
+        let lr = t.step(&toks).unwrap().lr;
+        let (mut fwd, mut bwd) = (rec.fwd.lock().unwrap().clone(), rec.bwd.lock().unwrap().clone());
+        fwd.sort_unstable();
+        bwd.sort_unstable();
+        // 7 linear weights, or 4 compressed linear inputs, per block; 2 blocks.
+        assert_eq!(fwd.len(), if on_weights { 14 } else { 8 });
+        assert_eq!(fwd, bwd, "backward must see each forward call's shape, seed and input");
+        assert!(rec.mask_ok.load(std::sync::atomic::Ordering::SeqCst), "backward must get the forward mask");
+        // The zeroed gradient acts like a closed mask (see straight_through_masks_block_gradients).
+        for info in t.layout().tensors.iter() {
+            let (b, a) = (&before[info.range()], &t.params()[info.range()]);
+            if on_weights && info.kind == trainer::model::ParamKind::Linear {
+                for (x, y) in b.iter().zip(a) {
+                    assert_eq!(*y, x * (1.0 - lr * optim::WEIGHT_DECAY), "{}", info.name);
+                }
+            }
+            if !on_weights && info.name.ends_with("_norm") && info.name.starts_with("blocks") {
+                assert_eq!(b, a, "{}", info.name);
+            }
+        }
+    }
+}

@@ -13,13 +13,17 @@
 //!   fifth of it.
 //!
 //! Options: Hadamard rotation of blocks of 128 along each row before
-//! quantizing (rotated back after; the trust mask lives in the rotated basis,
-//! which an element-wise mask cannot express, so with `hadamard = true` the
-//! mask is left open), seeded stochastic rounding, and the bits counted per
-//! stored scale.
+//! quantizing (rotated back after), seeded stochastic rounding, and the bits
+//! counted per stored scale.
+//!
+//! With `hadamard = true` the trust mask lives in the rotated basis, which an
+//! element-wise mask cannot express: `compress` leaves the element-wise mask
+//! open, and [`Format::backward`] applies the real one, `dL/dx = H^T (m(Hx) *
+//! (H dL/dy))` with `m(Hx)` the trust mask of the rotated values (DESIGN.md
+//! 2.6: `|q(Hx) - Hx| <= step/2`), via [`sdk::hadamard::masked_backward`].
 
 use sdk::grid::{MidRise, MidTread, clip_mask, map, map_in_place, map_indexed, map_indexed_in_place};
-use sdk::{Bits, Error, Family, Format, Kind, Preset, Result, Shape, Tensor, gauss, hadamard, rows, scale};
+use sdk::{Bits, Error, Family, Format, Grad, Kind, Preset, Result, Shape, Tensor, gauss, hadamard, rows, scale};
 
 sdk::params! {
     /// Parameters of symmetric INT-k.
@@ -122,6 +126,18 @@ impl Int {
         }
     }
 
+    /// Quantizes `t` group by group without rotation, writing the trust mask
+    /// when asked for.
+    fn compress_plain(&self, t: Tensor<'_>) {
+        let seed = t.seed;
+        for g in rows::tensor_groups(t, self.group) {
+            let limit = self.quantize(Io::Split(g.input, g.output), g.offset, seed);
+            if let Some(m) = g.mask {
+                clip_mask(g.input, m, limit);
+            }
+        }
+    }
+
     fn rule_name(&self) -> &'static str {
         match self.rule {
             Rule::Rms { .. } => "RMS (QuEST)",
@@ -142,15 +158,40 @@ impl Format for Int {
             for g in rows::groups_mut(t.output, None, cols, self.group) {
                 self.quantize(Io::InPlace(g.data), g.offset, seed);
             }
-            hadamard::rotate_rows(t.output, cols, hadamard::BLOCK);
+            hadamard::unrotate_rows(t.output, cols, hadamard::BLOCK);
         } else {
-            for g in rows::tensor_groups(t, self.group) {
-                let limit = self.quantize(Io::Split(g.input, g.output), g.offset, seed);
-                if let Some(m) = g.mask {
-                    clip_mask(g.input, m, limit);
-                }
-            }
+            self.compress_plain(t);
         }
+        Ok(())
+    }
+
+    /// Without rotation, the default (the element-wise trust mask). With
+    /// `hadamard = true`: `H^T (m * (H dL/dy))`, `m` the trust mask the
+    /// unrotated quantizer writes for `H x` (same groups, same seed).
+    fn backward(&self, g: Grad<'_>) -> Result<()> {
+        if !self.hadamard {
+            return sdk::mask_backward(self, g);
+        }
+        let (shape, n) = (g.shape, g.shape.len());
+        if g.input.len() != n || g.grad.len() != n {
+            return Err(Error::input(format!(
+                "backward of a {shape} tensor needs {n} values, got input {} and gradient {}",
+                g.input.len(),
+                g.grad.len()
+            )));
+        }
+        let mut rotated = g.input.to_vec();
+        hadamard::rotate_rows(&mut rotated, shape.cols, hadamard::BLOCK);
+        let mut scratch = vec![0.0; n];
+        let mut mask = vec![1.0; n];
+        self.compress_plain(Tensor {
+            input: &rotated,
+            output: &mut scratch,
+            mask: Some(&mut mask),
+            shape,
+            seed: g.seed,
+        });
+        hadamard::masked_backward(g.grad, &mask, shape.cols, hadamard::BLOCK);
         Ok(())
     }
 
@@ -366,6 +407,114 @@ mod tests {
         // P(|x| > a + step/2) for k_2 = 1.4935: 2 * (1 - Phi(1.991)) = 0.0465.
         println!("int2 trust mask closes {:.2} % of gradients", 100.0 * closed);
         assert!((0.02..0.08).contains(&closed));
+    }
+
+    /// The explicit matrix the format rotates a row of 12 values with: block
+    /// diagonal, the normalized Sylvester Hadamard matrices of order 8 and 4
+    /// (a row shorter than the 128-block splits into decreasing powers of
+    /// two), in f64. Symmetric, so it is also its own transpose.
+    fn rotation_12() -> Vec<Vec<f64>> {
+        let mut m = vec![vec![0.0; 12]; 12];
+        for (start, len) in [(0usize, 8usize), (8, 4)] {
+            let k = 1.0 / (len as f64).sqrt();
+            for i in 0..len {
+                for j in 0..len {
+                    m[start + i][start + j] = if (i & j).count_ones().is_multiple_of(2) { k } else { -k };
+                }
+            }
+        }
+        m
+    }
+
+    fn matvec(m: &[Vec<f64>], x: &[f64]) -> Vec<f64> {
+        m.iter().map(|r| r.iter().zip(x).map(|(a, b)| a * b).sum()).collect()
+    }
+
+    /// Backward of INT2 + Hadamard against `H^T (m * (H g))` built by hand:
+    /// explicit matrix, QuEST trust mask of the rotated row (`|Hx| <= a +
+    /// step/2`, a = k_2 RMS(Hx), step = 2a/3), DESIGN.md 2.6.
+    #[test]
+    fn hadamard_backward_applies_the_mask_in_the_rotated_basis() {
+        let (bits, cols) = (2u32, 12usize);
+        let h = rotation_12();
+        // Row 0 is H r with an outlier in the rotated basis (r[0] = 3); row 1
+        // has an outlier in the original basis (x[1] = 3), which the rotation
+        // spreads out.
+        let r0 = [3.0, 0.4, -0.3, 0.5, -0.6, 0.2, 0.7, -0.1, 0.3, -0.5, 0.6, -0.2];
+        let row0 = matvec(&h, &r0);
+        let row1 = [-0.2, 3.0, 0.4, -0.3, 0.5, -0.6, 0.2, 0.7, -0.1, 0.3, -0.5, 0.6];
+        let x: Vec<f32> = row0.iter().chain(&row1).map(|&v| v as f32).collect();
+        let g: Vec<f32> = gaussian(2 * cols, 9);
+        assert!(g.iter().all(|v| v.abs() < 2.5), "the tolerance below assumes |g| < 2.5");
+        let shape = Shape::new(2, cols);
+
+        let k = gauss::optimal_uniform(bits).0;
+        let mut want = Vec::new();
+        let mut rotated_mask = Vec::new();
+        let mut original_mask = Vec::new();
+        for r in 0..2 {
+            let xr: Vec<f64> = x[r * cols..(r + 1) * cols].iter().map(|&v| v as f64).collect();
+            let gr: Vec<f64> = g[r * cols..(r + 1) * cols].iter().map(|&v| v as f64).collect();
+            let rot = matvec(&h, &xr);
+            let rms = (rot.iter().map(|v| v * v).sum::<f64>() / cols as f64).sqrt();
+            let a = k * rms;
+            let limit = a + a / 3.0; // a + step/2, step = 2a / (2^2 - 1)
+            // The f32 computation decides every entry the same way: no value
+            // is within 1e-3 of the limit (the closest is 0.026 away).
+            for v in rot.iter().chain(&xr) {
+                assert!((v.abs() - limit).abs() > 1e-3, "row {r}: {v} too close to the limit {limit}");
+            }
+            let m: Vec<f64> = rot.iter().map(|v| (v.abs() <= limit) as u8 as f64).collect();
+            let hg = matvec(&h, &gr);
+            let masked: Vec<f64> = hg.iter().zip(&m).map(|(a, b)| a * b).collect();
+            want.extend(matvec(&h, &masked)); // H^T = H
+            rotated_mask.extend(m);
+            original_mask.extend(xr.iter().map(|v| (v.abs() <= limit) as u8 as f32));
+        }
+        // The rotated mask closes rotated entry 0 of row 0 and 7 of row 1;
+        // the original-basis mask closes original entry 1 of row 1 only.
+        let closed: Vec<usize> = (0..2 * cols).filter(|&i| rotated_mask[i] == 0.0).collect();
+        assert_eq!(closed, [0, cols + 7]);
+        let closed: Vec<usize> = (0..2 * cols).filter(|&i| original_mask[i] == 0.0).collect();
+        assert_eq!(closed, [cols + 1]);
+
+        let f = build::<IntKind>("bits = 2, hadamard = true").unwrap();
+        // Tolerance: two f32 fast transforms of 3 butterfly levels plus the
+        // 1/sqrt(n) scale on gradients below 2.5 in magnitude: each output is
+        // within (2 * 4 levels) * 2^-24 * (sum of |g| over a block, < 20) = 1e-5.
+        let tol = 1e-5;
+        let (_, fwd_mask) = run(&*f, &x, shape, 0, true).unwrap();
+        for mask in [None, fwd_mask.as_deref()] {
+            let got = testing::backward(&*f, &x, &g, shape, 0, mask).unwrap();
+            let worst = got.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+            println!("int2 + Hadamard backward: max |format - H^T(m * Hg)| = {worst:e}");
+            assert!(worst < tol, "{worst}");
+            // Not the open mask, nor an element-wise mask in the original basis.
+            let open = got.iter().zip(&g).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            let elementwise =
+                got.iter().zip(&g).zip(&original_mask).map(|((a, b), m)| (a - b * m).abs()).fold(0f32, f32::max);
+            println!("  differs from the open mask by {open:.3}, from the original-basis mask by {elementwise:.3}");
+            assert!(open > 0.1 && elementwise > 0.1, "{open} {elementwise}");
+        }
+        // compress itself leaves the element-wise mask open (it cannot express the rotated one).
+        assert!(fwd_mask.unwrap().iter().all(|&m| m == 1.0));
+    }
+
+    #[test]
+    fn default_backward_without_rotation_is_mask_times_gradient() {
+        let shape = Shape::new(4, 256);
+        let x = gaussian(shape.len(), 5);
+        let g = gaussian(shape.len(), 6);
+        for name in ["int2", "int4-absmax-g32"] {
+            let f = preset::<IntKind>(name);
+            let (_, m) = run(&*f, &x, shape, 0, true).unwrap();
+            let m = m.unwrap();
+            let want: Vec<f32> = g.iter().zip(&m).map(|(a, b)| a * b).collect();
+            for given in [None, Some(&m[..])] {
+                let got = testing::backward(&*f, &x, &g, shape, 0, given).unwrap();
+                assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{name}");
+            }
+        }
     }
 
     #[test]

@@ -15,8 +15,10 @@
 //! `R` = the codebook's outer radius (largest codeword norm), and is
 //! blocked (0) for the whole vector outside that ball. With
 //! `hadamard = true` the test lives in the rotated basis, which an
-//! element-wise mask cannot express, so the mask is left open (as in
-//! `plugins/int`).
+//! element-wise mask cannot express: `compress` leaves the element-wise mask
+//! open, and [`Format::backward`] applies the real one, `dL/dx = H^T (m(Hx)
+//! * (H dL/dy))` with `m(Hx)` the ball test of the rotated vectors (as in
+//! `plugins/int`, via [`sdk::hadamard::masked_backward`]).
 //!
 //! Bits per element: `b` per element for the codeword indices (`b p` bits
 //! per vector; a short last vector costs a full index), a BF16 scale per
@@ -25,7 +27,7 @@
 pub mod codebook;
 
 use codebook::{Codebook, MAX_SIZE, bf16};
-use sdk::{Bits, Error, Family, Format, Kind, Preset, Result, Shape, Tensor, hadamard, rows, scale};
+use sdk::{Bits, Error, Family, Format, Grad, Kind, Preset, Result, Shape, Tensor, hadamard, rows, scale};
 
 sdk::params! {
     /// Parameters of vector quantization.
@@ -107,11 +109,12 @@ impl Format for Vq {
         }
         t.output.copy_from_slice(t.input);
         if self.hadamard {
-            // The trust mask would live in the rotated basis: left open.
+            // The trust mask lives in the rotated basis: left open here,
+            // applied by `backward`.
             for row in t.output.chunks_mut(cols) {
                 hadamard::rotate(row, hadamard::BLOCK);
                 self.row(row, None);
-                hadamard::rotate(row, hadamard::BLOCK);
+                hadamard::unrotate(row, hadamard::BLOCK);
             }
         } else {
             match t.mask {
@@ -127,6 +130,35 @@ impl Format for Vq {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Without rotation, the default (the element-wise trust mask). With
+    /// `hadamard = true`: `H^T (m * (H dL/dy))`, `m` the ball test of the
+    /// rotated row's vectors, as the unrotated quantizer writes it for `H x`.
+    fn backward(&self, g: Grad<'_>) -> Result<()> {
+        if !self.hadamard {
+            return sdk::mask_backward(self, g);
+        }
+        let (shape, n) = (g.shape, g.shape.len());
+        if g.input.len() != n || g.grad.len() != n {
+            return Err(Error::input(format!(
+                "backward of a {shape} tensor needs {n} values, got input {} and gradient {}",
+                g.input.len(),
+                g.grad.len()
+            )));
+        }
+        let cols = shape.cols;
+        if cols == 0 {
+            return Ok(());
+        }
+        let mut rotated = g.input.to_vec();
+        let mut mask = vec![1.0; n];
+        for (row, m) in rotated.chunks_mut(cols).zip(mask.chunks_mut(cols)) {
+            hadamard::rotate(row, hadamard::BLOCK);
+            self.row(row, Some(m));
+        }
+        hadamard::masked_backward(g.grad, &mask, cols, hadamard::BLOCK);
         Ok(())
     }
 
@@ -174,8 +206,9 @@ impl Kind for VqKind {
         row RMS (stored as BF16), split into dim-dimensional vectors (dim = 2, 4, 8), snap each to the nearest of \
         K = 2^(bits * dim) codewords of a codebook MSE-optimal for N(0, I_dim) (Lloyd / LBG k-means on Gaussian \
         samples, deterministic, built once per process), scale back, rotate back. Trust mask: gradient blocked \
-        for vectors with ||x / rms||^2 > R^2, R = the codebook's outer radius (largest codeword norm); left open \
-        with hadamard = true (the test lives in the rotated basis). Bits: bits per element for the indices, \
+        for vectors with ||x / rms||^2 > R^2, R = the codebook's outer radius (largest codeword norm); with \
+        hadamard = true the test is on the rotated vectors and the backward applies it in the rotated basis, \
+        H^T (mask * (H grad)). Bits: bits per element for the indices, \
         16 per row for the scale, K * dim * 16 per tensor for the BF16 codebook.";
     const PRESETS: &'static [Preset] = &[
         Preset::new("vq2-d2", "dim = 2, bits = 2", "VQ, 2-d vectors, 2 bits/elem (16 codewords), Hadamard + RMS"),

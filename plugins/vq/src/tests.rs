@@ -246,3 +246,111 @@ fn bits_accounting() {
         assert!(((r - b) / b).abs() <= 1.0 / 256.0);
     }
 }
+
+/// The normalized Sylvester Hadamard matrix of order 8 in f64 (a row of 8
+/// values is one block of the format's rotation); symmetric, so also its
+/// own transpose.
+fn hadamard_8() -> Vec<Vec<f64>> {
+    let k = 1.0 / 8f64.sqrt();
+    (0..8)
+        .map(|i| (0..8).map(|j: usize| if (i & j).count_ones().is_multiple_of(2) { k } else { -k }).collect())
+        .collect()
+}
+
+fn matvec(m: &[Vec<f64>], x: &[f64]) -> Vec<f64> {
+    m.iter().map(|r| r.iter().zip(x).map(|(a, b)| a * b).sum()).collect()
+}
+
+/// The ball test of DESIGN.md 4 on one row, in f64: 0 for both entries of a
+/// pair with `||v / s||² > R²` (`s` the row's BF16 RMS), else 1. Also returns
+/// the smallest relative distance of any `||v / s||²` to `R²`.
+fn ball_mask(row: &[f64], radius: f32) -> (Vec<f64>, f64) {
+    let rms = (row.iter().map(|v| v * v).sum::<f64>() / row.len() as f64).sqrt();
+    let s = codebook::bf16(rms as f32) as f64;
+    let r2 = (radius as f64).powi(2);
+    let mut margin = f64::INFINITY;
+    let mut m = Vec::new();
+    for v in row.chunks(2) {
+        let n2: f64 = v.iter().map(|a| (a / s).powi(2)).sum();
+        margin = margin.min((n2 - r2).abs() / r2);
+        let keep = (n2 <= r2) as u8 as f64;
+        m.extend([keep, keep]);
+    }
+    (m, margin)
+}
+
+/// Backward of the `vq2-d2` preset (2-d vectors, Hadamard) against `H^T (m *
+/// (H g))` built by hand: explicit matrix, ball mask of the rotated vectors.
+#[test]
+fn hadamard_backward_applies_the_ball_in_the_rotated_basis() {
+    let cols = 8;
+    let h = hadamard_8();
+    let radius = cached(2, 2).radius;
+    // Row 0 is H r with the pair (3, 2.5) far outside the ball in the rotated
+    // basis; row 1 has that pair in the original basis, which the rotation
+    // spreads out.
+    let r0 = [3.0, 2.5, 0.3, -0.4, 0.2, 0.5, -0.3, 0.1];
+    let row0 = matvec(&h, &r0);
+    let row1 = [0.3, -0.4, 3.0, 2.5, 0.2, 0.5, -0.3, 0.1];
+    let x: Vec<f32> = row0.iter().chain(&row1).map(|&v| v as f32).collect();
+    let g = gaussian(2 * cols, 4);
+    assert!(g.iter().all(|v| v.abs() < 2.5), "the tolerance below assumes |g| < 2.5");
+    let shape = Shape::new(2, cols);
+
+    let (mut want, mut rotated_mask, mut original_mask) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..2 {
+        let xr: Vec<f64> = x[r * cols..(r + 1) * cols].iter().map(|&v| v as f64).collect();
+        let gr: Vec<f64> = g[r * cols..(r + 1) * cols].iter().map(|&v| v as f64).collect();
+        let (m, margin) = ball_mask(&matvec(&h, &xr), radius);
+        let (mo, margin_o) = ball_mask(&xr, radius);
+        // Every squared norm is more than 2 % away from R², more than BF16
+        // rounding of the scale (0.4 %, doubled by the square) and f32
+        // arithmetic can move it: the format decides every vector the same way.
+        assert!(margin > 0.02 && margin_o > 0.02, "row {r}: margins {margin} {margin_o}");
+        let masked: Vec<f64> = matvec(&h, &gr).iter().zip(&m).map(|(a, b)| a * b).collect();
+        want.extend(matvec(&h, &masked)); // H^T = H
+        rotated_mask.extend(m);
+        original_mask.extend(mo.iter().map(|&v| v as f32));
+    }
+    let closed = |m: &[f64]| (0..m.len()).filter(|&i| m[i] == 0.0).collect::<Vec<_>>();
+    assert_eq!(closed(&rotated_mask), [0, 1], "R = {radius}");
+    assert_eq!(closed(&original_mask.iter().map(|&v| v as f64).collect::<Vec<_>>()), [cols + 2, cols + 3]);
+
+    let f = preset::<VqKind>("vq2-d2");
+    // Tolerance: two f32 fast transforms (3 butterfly levels and the 1/sqrt(8)
+    // scale) on gradients below 2.5: within (2 * 4) * 2^-24 * 20 = 1e-5.
+    let tol = 1e-5;
+    let (_, fwd_mask) = run(&*f, &x, shape, 0, true).unwrap();
+    for mask in [None, fwd_mask.as_deref()] {
+        let got = testing::backward(&*f, &x, &g, shape, 0, mask).unwrap();
+        let worst = got.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+        let open = got.iter().zip(&g).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let elementwise =
+            got.iter().zip(&g).zip(&original_mask).map(|((a, b), m)| (a - b * m).abs()).fold(0f32, f32::max);
+        println!(
+            "vq2-d2 backward: max |format - H^T(m * Hg)| = {worst:e}; differs from the open mask by {open:.3}, \
+             from the original-basis mask by {elementwise:.3}"
+        );
+        assert!(worst < tol, "{worst}");
+        assert!(open > 0.1 && elementwise > 0.1, "{open} {elementwise}");
+    }
+    assert!(fwd_mask.unwrap().iter().all(|&m| m == 1.0));
+}
+
+/// Without rotation the backward is the default: the element-wise ball mask
+/// times the gradient, bit for bit.
+#[test]
+fn backward_without_rotation_is_mask_times_gradient() {
+    let shape = Shape::new(8, 256);
+    let x = gaussian(shape.len(), 21);
+    let g = gaussian(shape.len(), 22);
+    let f = build::<VqKind>("dim = 2, bits = 2, hadamard = false").unwrap();
+    let (_, m) = run(&*f, &x, shape, 0, true).unwrap();
+    let m = m.unwrap();
+    assert!(m.contains(&0.0));
+    let want: Vec<f32> = g.iter().zip(&m).map(|(a, b)| a * b).collect();
+    for given in [None, Some(&m[..])] {
+        let got = testing::backward(&*f, &x, &g, shape, 0, given).unwrap();
+        assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+}
