@@ -208,7 +208,7 @@ impl Seen {
     pub fn describe(&self) -> String {
         match &self.holder {
             Some(h) => h.describe(),
-            None => "an unreadable lease".into(),
+            None => "an unknown holder (unreadable lease)".into(),
         }
     }
 }
@@ -661,7 +661,7 @@ mod tests {
         fs::write(&p, b"").unwrap();
         let s = held(a.acquire(&p, "abc").unwrap());
         assert!(s.holder.is_none() && s.expired.is_none());
-        assert_eq!(s.describe(), "an unreadable lease");
+        assert_eq!(s.describe(), "an unknown holder (unreadable lease)");
         assert_eq!(fs::read(&p).unwrap(), b"");
         fs::write(&p, b"{\"host\": \"h").unwrap();
         assert!(held(a.acquire(&p, "abc").unwrap()).holder.is_none());
@@ -669,7 +669,7 @@ mod tests {
         stamp_at(&p, -61.0);
         let l = owned(a.acquire(&p, "abc").unwrap());
         assert_eq!(l.holder.generation, 1);
-        assert!(l.took_over.unwrap().contains("an unreadable lease"));
+        assert!(l.took_over.unwrap().contains("an unknown holder (unreadable lease)"));
     }
 
     #[test]

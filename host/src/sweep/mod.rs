@@ -125,7 +125,9 @@ pub enum Action {
     /// Expand the experiment into jobs and write DIR/manifest.json.
     Plan(Common),
     /// Run jobs (--index I, --shard i/N, --all, or the Slurm / Kubernetes array index); finished
-    /// jobs are skipped, so a killed run continues where it stopped.
+    /// jobs are skipped, so a killed run continues where it stopped. Jobs run under leases that
+    /// expire HOST_SWEEP_LEASE_S seconds (default 300) after their runner's last heartbeat:
+    /// --all and --shard skip jobs another runner holds, an array task waits for them.
     Run(RunArgs),
     /// Count done / running / failed / pending jobs, with reasons.
     Status(StatusArgs),

@@ -380,10 +380,10 @@ fn run_leased(ctx: &Context, job: &Job, files: &JobFiles, sh: &Shared, lease: &L
                 Some(Ok(false)) => Ok(Outcome::Skipped),
                 Some(Err(e)) => Err(e),
                 Some(Ok(true)) => {
+                    log_publication(files, job, lease);
                     if let Some(d) = files.result.parent() {
                         lease::sync_dir(d);
                     }
-                    log_publication(files, job, lease);
                     let _ = std::fs::remove_file(&files.failed);
                     if job.kind == "train" {
                         remove_other_attempts(&files.train, &files.train.join(format!("attempt-{token}")));
@@ -588,5 +588,56 @@ pub fn state(dir: &Path, job: &Job) -> State {
             State::Pending(Some(format!("expired lease of {}: {}", s.describe(), s.expired.unwrap_or_default())))
         }
         None => State::Pending(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn save(dir: &Path, step: u64) {
+        std::fs::create_dir_all(dir).unwrap();
+        let t = vec![("w".to_string(), vec![2], vec![step as f32, 1.0])];
+        trainer::checkpoint::save(&dir.join(CHECKPOINT), &t, &json!({"step": step})).unwrap();
+    }
+
+    #[test]
+    fn an_attempt_starts_from_the_newest_complete_checkpoint() {
+        let train = std::env::temp_dir().join(format!("host-attempt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&train);
+        // The older layout (step 3), two attempts (steps 10 and 5), a torn checkpoint (half of
+        // the step-10 file), an attempt without a checkpoint.
+        save(&train, 3);
+        save(&train.join("attempt-a"), 10);
+        save(&train.join("attempt-b"), 5);
+        let newest = std::fs::read(train.join("attempt-a").join(CHECKPOINT)).unwrap();
+        std::fs::create_dir_all(train.join("attempt-c")).unwrap();
+        std::fs::write(train.join("attempt-c").join(CHECKPOINT), &newest[..newest.len() / 2]).unwrap();
+        std::fs::create_dir_all(train.join("attempt-d")).unwrap();
+        let metrics =
+            "{\"step\":10,\"loss\":2.5}\n{\"step\":10,\"val_loss\":2.6}\n{\"step\":20,\"loss\":2.4}\nnot json\n";
+        std::fs::write(train.join("attempt-a").join("metrics.jsonl"), metrics).unwrap();
+        let ours = train.join("attempt-new");
+        assert_eq!(prepare_attempt(&train, &ours).unwrap(), Some(10));
+        assert_eq!(std::fs::read(ours.join(CHECKPOINT)).unwrap(), newest);
+        // The metrics up to the checkpoint's step only: the resumed run logs step 20 again.
+        assert_eq!(
+            std::fs::read_to_string(ours.join("metrics.jsonl")).unwrap(),
+            "{\"step\":10,\"loss\":2.5}\n{\"step\":10,\"val_loss\":2.6}\n"
+        );
+        // The earlier attempts are left as they were.
+        assert!(train.join("attempt-a").join(CHECKPOINT).exists() && train.join("attempt-b").join(CHECKPOINT).exists());
+        // Nothing to resume: a fresh start in an empty folder.
+        let fresh = std::env::temp_dir().join(format!("host-attempt-fresh-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&fresh);
+        assert_eq!(prepare_attempt(&fresh, &fresh.join("attempt-x")).unwrap(), None);
+        assert!(std::fs::read_dir(fresh.join("attempt-x")).unwrap().next().is_none());
+        // After a publication only the publisher's attempt stays.
+        remove_other_attempts(&train, &ours);
+        let left: Vec<String> =
+            std::fs::read_dir(&train).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect();
+        let mut left = left;
+        left.sort();
+        assert_eq!(left, ["attempt-new", CHECKPOINT]);
     }
 }
