@@ -192,6 +192,18 @@ fn results_do_not_depend_on_thread_count() {
 const FAST: &[&str] = &["--json", "--shape", "64x1024", "--samples", "131072"];
 
 #[test]
+fn ranking_one_format_touches_no_other() {
+    // The panicky fixture's presets fail when built or measured. Asked for int4 alone, the host
+    // must not build them (it once measured every preset when no composition needed parts).
+    shipped_plugins();
+    let f = fixtures();
+    let run = rank_fast(&["plugins/int", arg(&f.panicky)], &["int4"]);
+    run.expect_code(0);
+    assert!(run.stderr.trim().is_empty(), "{}: {}", run.cmd, run.stderr);
+    assert_eq!(rows_by_format(&run).keys().collect::<Vec<_>>(), ["int4"]);
+}
+
+#[test]
 fn laws_by_name_or_path() {
     // Every shipped law is listed and printable, and `--law NAME` uses it.
     let list = host(&["law", "--list"]);

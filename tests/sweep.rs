@@ -10,7 +10,18 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{arg, host, host_exe, root, shipped_plugins, target_dir};
+use support::{arg, host, host_env, host_exe, root, shipped_plugins, target_dir};
+
+/// Lease expiry of the runs here (seconds): a killed run's lease expires this soon, not after
+/// the default 300 s, and a rerun waits a little longer than this before it starts.
+const LEASE_S: &str = "1";
+/// A little longer than the expiry.
+const AFTER_EXPIRY: Duration = Duration::from_millis(1500);
+
+/// `host ARGS` with the short lease expiry.
+fn host_l(args: &[&str]) -> support::Run {
+    host_env(args, &[("HOST_SWEEP_LEASE_S", LEASE_S)])
+}
 
 /// A fresh, empty folder for one test.
 fn scratch(name: &str) -> PathBuf {
@@ -40,6 +51,7 @@ fn spawn(args: &[&str]) -> Child {
     Command::new(host_exe())
         .args(args)
         .current_dir(root())
+        .env("HOST_SWEEP_LEASE_S", LEASE_S)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -127,16 +139,26 @@ eval_every = 20
     // The kill lands early: the two training runs alone take longer than the polling interval.
     assert!(done_at_kill < total, "the first run finished before it was killed");
     // Second run: killed once a training checkpoint exists (if it gets there first).
+    // (The first run's lease on the job it was running may still be live: this run skips it.)
     let mut c = spawn(&args);
+    // Training runs write into an attempt folder per lease: train/H/attempt-TOKEN/.
     let at_checkpoint = wait_for(Duration::from_secs(60), || {
         std::fs::read_dir(res.join("train"))
-            .map(|rd| rd.flatten().any(|e| e.path().join("checkpoint.safetensors").exists()))
+            .map(|rd| {
+                rd.flatten().any(|e| {
+                    std::fs::read_dir(e.path())
+                        .map(|a| a.flatten().any(|a| a.path().join("checkpoint.safetensors").exists()))
+                        .unwrap_or(false)
+                })
+            })
             .unwrap_or(false)
     });
     c.kill().unwrap();
     c.wait().unwrap();
-    // Third run finishes.
-    let r = host(&args);
+    // Third run finishes, once the killed run's leases have expired (an `--all` run skips jobs
+    // whose lease is live).
+    std::thread::sleep(AFTER_EXPIRY);
+    let r = host_l(&args);
     r.expect_code(0);
     assert_complete(&res);
     if at_checkpoint {
@@ -149,6 +171,22 @@ eval_every = 20
             r["timing"]["resumed"] == true
         });
         assert!(resumed, "no training job resumed its checkpoint");
+    }
+    // Each training job keeps one attempt folder, the publisher's (named by its lease token):
+    // the publisher removed the killed attempts'.
+    for j in jobs(&res).iter().filter(|j| j["type"] == "train") {
+        let h = j["hash"].as_str().unwrap();
+        let r: Value =
+            serde_json::from_str(&std::fs::read_to_string(res.join("jobs").join(format!("{h}.json"))).unwrap())
+                .unwrap();
+        let token = r["timing"]["lease"]["token"].as_str().unwrap();
+        let attempts: Vec<String> = std::fs::read_dir(res.join("train").join(h))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        assert_eq!(attempts, [format!("attempt-{token}")]);
+        assert_eq!(r["timing"]["out"], res.join("train").join(h).join(&attempts[0]).display().to_string());
     }
     let s = host(&["sweep", "status", arg(&exp), "--results", arg(&res), "--json"]);
     s.expect_code(0);

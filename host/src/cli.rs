@@ -421,7 +421,10 @@ fn run_rank(a: RankArgs, verbose: bool) -> Result<(), String> {
         .filter(|part| !prepared.iter().any(|p| &p.spec == *part))
         .cloned()
         .collect();
-    prepared.extend(prepare(&libs, &missing.into_iter().collect::<Vec<_>>(), dist.shape(0, m.shape)));
+    // (`prepare` of no SPEC means every preset: only ask when a part is missing.)
+    if !missing.is_empty() {
+        prepared.extend(prepare(&libs, &missing.into_iter().collect::<Vec<_>>(), dist.shape(0, m.shape)));
+    }
     dist.average_bits(&mut prepared);
     let cfg = Config {
         shape: m.shape,

@@ -4,7 +4,8 @@
 //!
 //! - [`exp`]: the experiment file (TOML) and its format grids.
 //! - [`plan`]: jobs with content hashes, `DIR/manifest.json`.
-//! - [`runner`]: running jobs (claims, atomic results, failures), job states.
+//! - [`lease`]: leases on shared filesystems (who runs a job; fencing).
+//! - [`runner`]: running jobs (leases, results published once, failures), job states.
 //! - [`stale`]: results of older code or plugin defaults, reported and redone.
 //! - [`emit`]: Slurm, Kubernetes and GNU parallel launchers.
 //!
@@ -13,7 +14,8 @@
 //! - `manifest.json`: the plan (jobs in order with hash, type, description,
 //!   full configuration; the experiment's `[report]` table);
 //! - `jobs/H.json`, `jobs/H.running`, `jobs/H.failed.json`: per job (see [`runner`]);
-//! - `train/H/`: training runs (checkpoint, metrics, `result.json`);
+//! - `tmp/`: files in flight; `published.log`: one line per published result;
+//! - `train/H/attempt-TOKEN/`: training runs, one folder per attempt (checkpoint, metrics, `result.json`);
 //! - `results.csv`, `results.jsonl`: written by `collect`, one row per
 //!   finished job in plan order (timing fields only in the JSONL `timing` key);
 //! - `fit.json`, `fit.txt`, `plots/*.svg`, `law.toml`: the fit of the training
@@ -21,6 +23,7 @@
 
 pub mod emit;
 pub mod exp;
+pub mod lease;
 pub mod plan;
 pub mod runner;
 pub mod stale;
@@ -142,8 +145,11 @@ pub enum Action {
     /// Expand the experiment into jobs and write DIR/manifest.json.
     Plan(Common),
     /// Run jobs (--index I, --shard i/N, --all, or the Slurm / Kubernetes array index); finished
-    /// jobs are skipped, so a killed run continues where it stopped. Stale results (an older
-    /// host, trainer or plugin default) are computed again unless --keep-stale.
+    /// jobs are skipped, so a killed run continues where it stopped. Jobs run under leases that
+    /// expire HOST_SWEEP_LEASE_S seconds (default 300) after their runner's last heartbeat:
+    /// --all and --shard skip jobs another runner holds, an array task waits for them.
+    /// Stale results (an older host, trainer or plugin default) are computed again unless
+    /// --keep-stale.
     Run(RunArgs),
     /// Count done / running / failed / stale / pending jobs, with reasons (for a stale result:
     /// what changed).
@@ -307,7 +313,9 @@ fn cmd_run(a: &RunArgs, verbose: bool) -> Result<(), String> {
         m.jobs.len(),
         m.results.display()
     );
-    let [done, skipped, busy, failed] = runner::run_jobs(&ctx, &selected, parallel)?;
+    // An array task (--index, or the scheduler's index) owns its jobs: it waits for a busy one.
+    let wait = if a.all || a.shard.is_some() { runner::Busy::Skip } else { runner::Busy::Wait };
+    let [done, skipped, busy, failed] = runner::run_jobs(&ctx, &selected, parallel, wait)?;
     eprintln!("host: sweep: {done} done, {skipped} were already done, {busy} running elsewhere, {failed} failed");
     if failed > 0 {
         let msg = format!(

@@ -1,18 +1,50 @@
 //! Running jobs into a shared results folder, and reading its state.
 //!
 //! Layout of `DIR/jobs/` (one set of files per job hash `H`):
-//! - `H.json`: the result, written atomically (temporary file in the same
-//!   folder, fsync, rename) once the job finished; its presence means done;
-//! - `H.running`: the claim of a process working on it (host, pid, start
-//!   time), created exclusively (so two processes never run one job at once
-//!   on one host) and touched every 30 s; stale when its pid is gone (same
-//!   host) or it was not touched for 5 minutes (another host);
-//! - `H.failed.json`: the last failure (error, host, pid, time), removed when
-//!   the job later succeeds.
+//! - `H.json`: the result; its presence means done. Published once: the
+//!   complete record is written to a unique file in `DIR/tmp/` and fsynced,
+//!   then hard-linked to `H.json`, which fails when a result exists (a
+//!   rename would replace it);
+//! - `H.running`: the lease of the runner working on it (see [`super::lease`]:
+//!   created by `link()` of a complete unique file, heartbeat = mtime touched
+//!   every expiry/10, expired after `$HOST_SWEEP_LEASE_S` seconds, default
+//!   300, without heartbeat, taken over by rename-and-verify, fenced by the
+//!   holder's token);
+//! - `H.failed.json`: the last failure (error, host, pid, time), written only
+//!   by the lease holder and removed when the job later succeeds.
 //!
-//! Training jobs train into `DIR/train/H/` and resume from its checkpoint.
+//! `DIR/tmp/` holds unique files in flight (lease candidates, results before
+//! their link, expired leases moved aside); what a killed runner leaves
+//! there is removed once older than the expiry. `DIR/published.log` gets one
+//! JSON line per publication (hash, index, token, generation, host, pid,
+//! time), appended by the publisher right after its link succeeded (on NFS,
+//! appends from different clients may interleave: it is a record for
+//! people and tests, not part of the protocol).
+//!
+//! A job runs only under its lease, and its result is published only if the
+//! lease still holds the runner's token right before the link:
+//!
+//! 1. result exists: skip (removing an expired lease left beside it);
+//! 2. acquire the lease: create it, or take it over when expired (with the
+//!    next generation); when another runner's live lease holds the job, `--all` and
+//!    `--shard` skip it (counted "running elsewhere"), while an array task
+//!    (`--index`, or the Slurm / Kubernetes index) waits for it, printing
+//!    progress, until its result appears (exit 0) or its lease expires and
+//!    is taken over (then runs it): an array task never ends successfully
+//!    without a result for its index;
+//! 3. check the result again (it may have appeared meanwhile), run the job;
+//! 4. fence (still our lease?), then publish by link; a runner that lost its
+//!    lease publishes nothing and, as an array task, goes back to waiting;
+//! 5. release the lease if it is still ours.
+//!
+//! Training jobs train into a per-attempt folder `DIR/train/H/attempt-TOKEN/`
+//! (TOKEN: the lease's), which starts from a copy of the newest complete
+//! checkpoint of the earlier attempts (and their metrics up to its step), so
+//! a runner that was paused and came back writes only into its own attempt
+//! and never into a newer one's. The publisher removes the other attempts'
+//! folders once the result is published.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,47 +52,34 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use super::lease::{self, Acquired, Lease, Leases, Policy};
 use super::plan::{Job, Manifest};
 use crate::cli::prepare_one;
 use crate::dist::Dist;
 use crate::engine::{self, Config, Subject};
 use crate::loader::Loaded;
 
-/// Seconds after which another host's claim that was not touched is stale.
-pub const STALE_AFTER_S: u64 = 300;
-/// Interval of the claim heartbeat.
-const HEARTBEAT: Duration = Duration::from_secs(30);
-
-/// This machine's name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`, else `unknown`).
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown".into())
-}
+pub use super::lease::hostname;
 
 /// Seconds since the Unix epoch.
 pub fn now_s() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// Whether process `pid` exists on this machine (`None` where that cannot be told).
-fn pid_alive(pid: u64) -> Option<bool> {
-    if Path::new("/proc/self").exists() { Some(Path::new(&format!("/proc/{pid}")).exists()) } else { None }
-}
-
 /// Paths of one job's files.
 pub struct JobFiles {
     /// `H.json`.
     pub result: PathBuf,
-    /// `H.running`.
+    /// `H.running`: the lease.
     pub running: PathBuf,
     /// `H.failed.json`.
     pub failed: PathBuf,
-    /// `DIR/train/H`.
+    /// `DIR/train/H` (attempt folders inside).
     pub train: PathBuf,
+    /// `DIR/tmp`: unique files in flight.
+    pub scratch: PathBuf,
+    /// `DIR/published.log`.
+    pub published: PathBuf,
 }
 
 impl JobFiles {
@@ -72,6 +91,8 @@ impl JobFiles {
             running: jobs.join(format!("{hash}.running")),
             failed: jobs.join(format!("{hash}.failed.json")),
             train: dir.join("train").join(hash),
+            scratch: dir.join("tmp"),
+            published: dir.join("published.log"),
         }
     }
 }
@@ -80,91 +101,6 @@ impl JobFiles {
 pub fn read_result(files: &JobFiles, hash: &str) -> Option<Value> {
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&files.result).ok()?).ok()?;
     (v["hash"] == hash).then_some(v)
-}
-
-/// A claim's state.
-#[derive(Debug, Clone)]
-pub enum Claim {
-    /// No claim.
-    None,
-    /// Held by a live (or not known dead) process: host, pid, start time, seconds since touched.
-    Live {
-        /// Host name.
-        host: String,
-        /// Process id.
-        pid: u64,
-        /// Start time (Unix seconds).
-        started: u64,
-        /// Seconds since the start.
-        age: u64,
-    },
-    /// Left by a dead process: why it is stale.
-    Stale(String),
-}
-
-/// Reads the claim of a job.
-pub fn claim_state(files: &JobFiles) -> Claim {
-    let Ok(meta) = std::fs::metadata(&files.running) else { return Claim::None };
-    let touched = meta.modified().ok().and_then(|m| m.elapsed().ok()).map(|d| d.as_secs()).unwrap_or(0);
-    let v: Value = match std::fs::read_to_string(&files.running).ok().and_then(|t| serde_json::from_str(&t).ok()) {
-        Some(v) => v,
-        None => return Claim::Stale("unreadable claim".into()),
-    };
-    let host = v["host"].as_str().unwrap_or("").to_string();
-    let pid = v["pid"].as_u64().unwrap_or(0);
-    let started = v["started"].as_u64().unwrap_or(0);
-    if host == hostname() {
-        if pid == std::process::id() as u64 {
-            return Claim::Live { host, pid, started, age: now_s().saturating_sub(started) };
-        }
-        if pid_alive(pid) == Some(false) {
-            return Claim::Stale(format!("pid {pid} is gone on {host}"));
-        }
-    } else if touched > STALE_AFTER_S {
-        return Claim::Stale(format!("{host} pid {pid} silent for {touched} s"));
-    }
-    Claim::Live { host, pid, started, age: now_s().saturating_sub(started) }
-}
-
-/// Removes the temporary files a killed writer of job `hash` may have left.
-fn clean_temps(files: &JobFiles, hash: &str) {
-    let mut dirs = vec![(files.result.parent().map(Path::to_path_buf), Some(hash.to_string()))];
-    dirs.push((Some(files.train.clone()), None));
-    for (dir, prefix) in dirs {
-        let Some(dir) = dir else { continue };
-        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            if name.contains(".tmp-") && prefix.as_ref().is_none_or(|p| name.starts_with(p.as_str())) {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
-}
-
-/// Tries to claim a job: Ok(true) claimed, Ok(false) held by a live process.
-fn try_claim(files: &JobFiles, hash: &str) -> Result<bool, String> {
-    for _ in 0..3 {
-        let body = json!({"hash": hash, "host": hostname(), "pid": std::process::id(), "started": now_s()});
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&files.running) {
-            Ok(mut f) => {
-                use std::io::Write;
-                f.write_all(format!("{body}\n").as_bytes())
-                    .and_then(|_| f.sync_all())
-                    .map_err(|e| format!("{}: {e}", files.running.display()))?;
-                clean_temps(files, hash);
-                return Ok(true);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match claim_state(files) {
-                Claim::Live { .. } => return Ok(false),
-                _ => {
-                    let _ = std::fs::remove_file(&files.running);
-                }
-            },
-            Err(e) => return Err(format!("{}: {e}", files.running.display())),
-        }
-    }
-    Ok(false)
 }
 
 /// Everything a job needs to run.
@@ -217,10 +153,60 @@ fn run_gmse(ctx: &Context, job: &Job) -> Result<Value, String> {
 /// Record fields that depend on the machine or the moment, moved under `timing`.
 const TIMING_KEYS: [&str; 4] = ["wall_seconds", "tokens_per_second", "threads", "out"];
 
-/// Trains one training job (resuming its checkpoint) and splits off the timing fields.
-fn run_train(ctx: &Context, job: &Job, files: &JobFiles) -> Result<(Value, Value), String> {
+/// The name of the checkpoint file in a training folder.
+const CHECKPOINT: &str = "checkpoint.safetensors";
+
+/// Prepares the attempt folder `attempt` of the training job in `train`: copies in the newest
+/// checkpoint (by step) that loads completely among the earlier attempts (and the older layout,
+/// a checkpoint directly in `train`), with the metrics lines up to its step. Returns the step
+/// it resumes from, None when it starts afresh.
+pub fn prepare_attempt(train: &Path, attempt: &Path) -> Result<Option<u64>, String> {
+    std::fs::create_dir_all(attempt).map_err(|e| format!("{}: {e}", attempt.display()))?;
+    let mut dirs = vec![train.to_path_buf()];
+    if let Ok(rd) = std::fs::read_dir(train) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if e.file_name().to_string_lossy().starts_with("attempt-") && p != attempt && p.is_dir() {
+                dirs.push(p);
+            }
+        }
+    }
+    let mut found: Vec<(u64, PathBuf)> = dirs
+        .into_iter()
+        .filter_map(|d| {
+            let (_, meta) = trainer::checkpoint::load(&d.join(CHECKPOINT)).ok()?;
+            Some((meta["step"].as_u64()?, d))
+        })
+        .collect();
+    found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let ours = attempt.join(CHECKPOINT);
+    for (_, dir) in found {
+        // Read once: a checkpoint replaced meanwhile is copied whole, old or new.
+        let Ok(bytes) = std::fs::read(dir.join(CHECKPOINT)) else { continue };
+        trainer::checkpoint::write_atomic(&ours, &bytes)?;
+        let Some(step) = trainer::checkpoint::load(&ours).ok().and_then(|(_, m)| m["step"].as_u64()) else {
+            let _ = std::fs::remove_file(&ours);
+            continue;
+        };
+        let metrics: String = std::fs::read_to_string(dir.join("metrics.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v["step"].as_u64().is_some_and(|s| s <= step)))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        trainer::checkpoint::write_atomic(&attempt.join("metrics.jsonl"), metrics.as_bytes())?;
+        return Ok(Some(step));
+    }
+    Ok(None)
+}
+
+/// Trains one training job in its attempt folder (resuming the newest checkpoint of earlier
+/// attempts) and splits off the timing fields.
+fn run_train(ctx: &Context, job: &Job, files: &JobFiles, lease: &Lease) -> Result<(Value, Value), String> {
     let c = &job.config;
     let s = |k: &str| c[k].as_str().unwrap_or("").to_string();
+    let attempt = files.train.join(format!("attempt-{}", lease.holder.token));
+    let resumed_from = prepare_attempt(&files.train, &attempt)?;
     let a = crate::train::TrainArgs {
         model: s("model"),
         format: s("format"),
@@ -230,8 +216,8 @@ fn run_train(ctx: &Context, job: &Job, files: &JobFiles) -> Result<(Value, Value
         data: s("data"),
         seed: c["seed"].as_u64().unwrap_or(0),
         threads: None,
-        out: Some(files.train.clone()),
-        resume: files.train.join("checkpoint.safetensors").exists(),
+        out: Some(attempt),
+        resume: resumed_from.is_some(),
         json: false,
         lr: c["lr"].as_f64().map(|x| x as f32),
         eval_every: c["eval_every"].as_u64().unwrap_or(200),
@@ -253,6 +239,9 @@ fn run_train(ctx: &Context, job: &Job, files: &JobFiles) -> Result<(Value, Value
     }
     // Whether this attempt resumed a checkpoint depends on history, not on the configuration.
     timing.insert("resumed".into(), Value::Bool(a.resume));
+    if let Some(step) = resumed_from {
+        timing.insert("resumed_step".into(), step.into());
+    }
     Ok((record, Value::Object(timing)))
 }
 
@@ -261,100 +250,257 @@ fn run_train(ctx: &Context, job: &Job, files: &JobFiles) -> Result<(Value, Value
 pub enum Outcome {
     /// Already finished before.
     Skipped,
-    /// Another live process holds it.
+    /// Finished by another runner while this one waited for it.
+    DoneElsewhere,
+    /// Another live runner holds its lease.
     Busy,
-    /// Ran and finished.
+    /// The lease was taken over while the job ran: nothing published.
+    Lost,
+    /// Ran, finished and published.
     Done,
     /// Ran and failed.
     Failed,
 }
 
-/// Runs one job if it is not finished and no live process holds it.
-pub fn run_job(ctx: &Context, job: &Job, held: &Mutex<BTreeSet<PathBuf>>) -> Result<Outcome, String> {
-    let dir = &ctx.manifest.results;
-    let files = JobFiles::new(dir, &job.hash);
-    if read_result(&files, &job.hash).is_some() {
-        if matches!(claim_state(&files), Claim::Stale(_)) {
-            let _ = std::fs::remove_file(&files.running);
+impl Outcome {
+    /// Slot in the counts (done, skipped, busy, failed) and the word of the progress line.
+    fn slot(self) -> (usize, &'static str) {
+        match self {
+            Outcome::Done => (0, "done"),
+            Outcome::Skipped => (1, "already done"),
+            Outcome::DoneElsewhere => (1, "done by another runner"),
+            Outcome::Busy => (2, "running elsewhere"),
+            Outcome::Lost => (2, "lease lost to another runner, nothing published"),
+            Outcome::Failed => (3, "FAILED"),
         }
+    }
+}
+
+/// What a run does with a job whose lease another live runner holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// Skip it (`--all`, `--shard`: it is someone else's).
+    Skip,
+    /// Wait for its result, or take it over when its lease expires (an array task owns its index).
+    Wait,
+}
+
+/// What the workers of one run share.
+struct Shared {
+    leases: Leases,
+    /// Leases held now (touched by the heartbeat thread).
+    held: Mutex<BTreeMap<PathBuf, Lease>>,
+    /// What to do with a job another live runner holds.
+    busy: Busy,
+}
+
+/// Appends one line to `DIR/published.log` (one write, so lines from processes of one host
+/// never interleave).
+fn log_publication(files: &JobFiles, job: &Job, lease: &Lease) {
+    use std::io::Write;
+    let line = json!({"hash": job.hash, "index": job.index, "token": lease.holder.token,
+        "generation": lease.holder.generation, "host": lease.holder.host, "pid": lease.holder.pid, "time": now_s()});
+    let r = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&files.published)
+        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+    if let Err(e) = r {
+        crate::cli::warn(format!("sweep: {}: {e} (the result is published)", files.published.display()));
+    }
+}
+
+/// Removes the attempt folders of `train` other than `keep` (the result is published: no
+/// attempt can publish any more).
+fn remove_other_attempts(train: &Path, keep: &Path) {
+    let Ok(rd) = std::fs::read_dir(train) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if e.file_name().to_string_lossy().starts_with("attempt-") && p != keep {
+            let _ = std::fs::remove_dir_all(&p);
+        }
+    }
+}
+
+/// Runs `job` under `lease` (just acquired), publishes or records its failure, releases.
+fn run_owned(ctx: &Context, job: &Job, files: &JobFiles, sh: &Shared, lease: Lease) -> Result<Outcome, String> {
+    if let Some(t) = &lease.took_over {
+        eprintln!("host: sweep: job {} {}: took over {t}", job.index, job.what);
+    }
+    sh.held.lock().map_err(|_| "lease list poisoned")?.insert(lease.path.clone(), lease.clone());
+    let outcome = run_leased(ctx, job, files, sh, &lease);
+    sh.held.lock().map_err(|_| "lease list poisoned")?.remove(&lease.path);
+    let released = sh.leases.release(&lease);
+    let outcome = outcome?;
+    released?;
+    Ok(outcome)
+}
+
+fn run_leased(ctx: &Context, job: &Job, files: &JobFiles, sh: &Shared, lease: &Lease) -> Result<Outcome, String> {
+    // Another runner may have published it between our check and the lease.
+    if read_result(files, &job.hash).is_some() {
         return Ok(Outcome::Skipped);
     }
-    if !try_claim(&files, &job.hash)? {
-        return Ok(Outcome::Busy);
-    }
-    held.lock().map_err(|_| "claim list poisoned")?.insert(files.running.clone());
-    // Another process may have finished it between the check and the claim.
-    let outcome = if read_result(&files, &job.hash).is_some() {
-        Ok(Outcome::Skipped)
-    } else {
-        let started = Instant::now();
-        let begun = now_s();
-        let run = || -> Result<(Value, Value), String> {
-            match job.kind.as_str() {
-                "gmse" => Ok((run_gmse(ctx, job)?, json!({}))),
-                "train" => run_train(ctx, job, &files),
-                k => Err(format!("unknown job type `{k}`")),
-            }
-        };
-        let result = match &ctx.pool {
-            Some(pool) => pool.install(run),
-            None => run(),
-        };
-        let stamp = |mut timing: Value| {
-            timing["seconds"] = json!(started.elapsed().as_secs_f64());
-            timing["host"] = json!(hostname());
-            timing["pid"] = json!(std::process::id());
-            timing["started"] = json!(begun);
-            timing["finished"] = json!(now_s());
-            timing["threads"] = json!(rayon::current_num_threads());
-            timing
-        };
-        match result {
-            Ok((result, timing)) => {
-                let v = json!({"hash": job.hash, "type": job.kind, "what": job.what, "config": job.config,
-                    "result": result, "timing": stamp(timing)});
-                let text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
-                trainer::checkpoint::write_atomic(&files.result, format!("{text}\n").as_bytes())?;
-                let _ = std::fs::remove_file(&files.failed);
-                Ok(Outcome::Done)
-            }
-            Err(e) => {
-                let v = json!({"hash": job.hash, "type": job.kind, "what": job.what, "error": e,
-                    "timing": stamp(json!({}))});
-                let text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
-                trainer::checkpoint::write_atomic(&files.failed, format!("{text}\n").as_bytes())?;
-                eprintln!("host: sweep: job {} ({}) failed: {e}", job.index, job.what);
-                Ok(Outcome::Failed)
-            }
+    let started = Instant::now();
+    let begun = now_s();
+    let run = || -> Result<(Value, Value), String> {
+        match job.kind.as_str() {
+            "gmse" => Ok((run_gmse(ctx, job)?, json!({}))),
+            "train" => run_train(ctx, job, files, lease),
+            k => Err(format!("unknown job type `{k}`")),
         }
     };
-    let _ = std::fs::remove_file(&files.running);
-    held.lock().map_err(|_| "claim list poisoned")?.remove(&files.running);
-    outcome
+    let result = match &ctx.pool {
+        Some(pool) => pool.install(run),
+        None => run(),
+    };
+    let stamp = |mut timing: Value| {
+        timing["seconds"] = json!(started.elapsed().as_secs_f64());
+        timing["host"] = json!(hostname());
+        timing["pid"] = json!(std::process::id());
+        timing["started"] = json!(begun);
+        timing["finished"] = json!(now_s());
+        timing["threads"] = json!(rayon::current_num_threads());
+        timing["lease"] = json!({"token": lease.holder.token, "generation": lease.holder.generation});
+        timing
+    };
+    let token = &lease.holder.token;
+    match result {
+        Ok((result, timing)) => {
+            let v = json!({"hash": job.hash, "type": job.kind, "what": job.what, "config": job.config,
+                "result": result, "timing": stamp(timing)});
+            let text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
+            let tmp = files.scratch.join(format!("{}.json.{token}", job.hash));
+            lease::write_new(&tmp, format!("{text}\n").as_bytes())?;
+            // Fencing: publish only while the lease still holds our token.
+            let published = if sh.leases.holds(lease) { Some(lease::link_new(&tmp, &files.result)) } else { None };
+            let _ = std::fs::remove_file(&tmp);
+            match published {
+                None => Ok(Outcome::Lost),
+                Some(Ok(false)) => Ok(Outcome::Skipped),
+                Some(Err(e)) => Err(e),
+                Some(Ok(true)) => {
+                    log_publication(files, job, lease);
+                    if let Some(d) = files.result.parent() {
+                        lease::sync_dir(d);
+                    }
+                    let _ = std::fs::remove_file(&files.failed);
+                    if job.kind == "train" {
+                        remove_other_attempts(&files.train, &files.train.join(format!("attempt-{token}")));
+                    }
+                    Ok(Outcome::Done)
+                }
+            }
+        }
+        Err(e) => {
+            if read_result(files, &job.hash).is_some() {
+                return Ok(Outcome::Skipped);
+            }
+            if !sh.leases.holds(lease) {
+                eprintln!(
+                    "host: sweep: job {} ({}) failed after its lease was taken over (not recorded): {e}",
+                    job.index, job.what
+                );
+                return Ok(Outcome::Lost);
+            }
+            let v = json!({"hash": job.hash, "type": job.kind, "what": job.what, "error": e,
+                "timing": stamp(json!({}))});
+            let text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
+            // A failure record may replace an older one: unique file, then rename.
+            let tmp = files.scratch.join(format!("{}.failed.json.{token}", job.hash));
+            lease::write_new(&tmp, format!("{text}\n").as_bytes())?;
+            std::fs::rename(&tmp, &files.failed).map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                format!("cannot write {}: {e}", files.failed.display())
+            })?;
+            eprintln!("host: sweep: job {} ({}) failed: {e}", job.index, job.what);
+            Ok(Outcome::Failed)
+        }
+    }
+}
+
+/// Runs one job unless it is finished; a job another live runner holds is skipped or waited
+/// for, as `sh.busy` says.
+fn run_job(ctx: &Context, job: &Job, sh: &Shared) -> Result<Outcome, String> {
+    let files = JobFiles::new(&ctx.manifest.results, &job.hash);
+    let policy = sh.leases.policy();
+    let mut waiting: Option<(Instant, Instant)> = None;
+    loop {
+        if read_result(&files, &job.hash).is_some() {
+            // A runner killed after publishing leaves its lease (and maybe a failure) behind.
+            if files.running.exists() {
+                let _ = sh.leases.clear_expired(&files.running);
+            }
+            if files.failed.exists() {
+                let _ = std::fs::remove_file(&files.failed);
+            }
+            return Ok(if waiting.is_some() { Outcome::DoneElsewhere } else { Outcome::Skipped });
+        }
+        match sh.leases.acquire(&files.running, &job.hash)? {
+            Acquired::Owned(lease) => {
+                let o = run_owned(ctx, job, &files, sh, lease)?;
+                if o == Outcome::Lost && sh.busy == Busy::Wait {
+                    // An array task still owes its index a result: back to waiting.
+                    waiting.get_or_insert((Instant::now(), Instant::now()));
+                    continue;
+                }
+                return Ok(o);
+            }
+            Acquired::Held(seen) => {
+                if sh.busy == Busy::Skip {
+                    return Ok(Outcome::Busy);
+                }
+                let now = Instant::now();
+                let every = (policy.expiry / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+                let first = waiting.is_none();
+                let (since, last) = waiting.get_or_insert((now, now));
+                if first || last.elapsed() >= every {
+                    *last = now;
+                    eprintln!(
+                        "host: sweep: job {} {}: held by {} (heartbeat {:.1} s ago); waiting {:.0} s so far for its \
+                         result, or for its lease to expire ({} s without heartbeat)",
+                        job.index,
+                        job.what,
+                        seen.describe(),
+                        seen.age,
+                        since.elapsed().as_secs_f64(),
+                        policy.expiry.as_secs_f64()
+                    );
+                }
+                std::thread::sleep(policy.poll());
+            }
+        }
+    }
 }
 
 /// Runs `selected` jobs with `parallel` workers; returns (done, skipped, busy, failed).
-pub fn run_jobs(ctx: &Context, selected: &[&Job], parallel: usize) -> Result<[usize; 4], String> {
-    let held: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+/// `busy` says what to do with a job another live runner holds.
+pub fn run_jobs(ctx: &Context, selected: &[&Job], parallel: usize, busy: Busy) -> Result<[usize; 4], String> {
+    let dir = &ctx.manifest.results;
+    let scratch = dir.join("tmp");
+    std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let policy = Policy::from_env()?;
+    // What killed runners left in flight, once older than the expiry.
+    lease::remove_old(&scratch, policy.expiry);
+    let sh = Shared { leases: Leases::new(policy, scratch.clone()), held: Mutex::new(BTreeMap::new()), busy };
     let next = AtomicUsize::new(0);
     let counts = Mutex::new([0usize; 4]);
     let stop = AtomicBool::new(false);
     let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let total = selected.len();
     std::thread::scope(|s| {
-        // Heartbeat: touch the claims this process holds, so other hosts see them alive.
+        // Heartbeat: touch the leases this process holds, so other runners see them alive.
         let hb = s.spawn(|| {
+            let every = policy.heartbeat();
+            let tick = (every / 4).min(Duration::from_millis(200));
             let mut last = Instant::now();
             while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(200));
-                if last.elapsed() >= HEARTBEAT {
+                std::thread::sleep(tick);
+                if last.elapsed() >= every {
                     last = Instant::now();
-                    if let Ok(h) = held.lock() {
-                        for p in h.iter() {
-                            if let Ok(f) = std::fs::OpenOptions::new().append(true).open(p) {
-                                let _ = f.set_modified(SystemTime::now());
-                            }
-                        }
+                    let held: Vec<Lease> = sh.held.lock().map(|h| h.values().cloned().collect()).unwrap_or_default();
+                    for l in &held {
+                        sh.leases.heartbeat(l);
                     }
                 }
             }
@@ -366,17 +512,11 @@ pub fn run_jobs(ctx: &Context, selected: &[&Job], parallel: usize) -> Result<[us
                         let i = next.fetch_add(1, Ordering::SeqCst);
                         let Some(job) = selected.get(i) else { break };
                         let t = Instant::now();
-                        match run_job(ctx, job, &held) {
+                        match run_job(ctx, job, &sh) {
                             Ok(o) => {
-                                let slot = match o {
-                                    Outcome::Done => 0,
-                                    Outcome::Skipped => 1,
-                                    Outcome::Busy => 2,
-                                    Outcome::Failed => 3,
-                                };
+                                let (slot, word) = o.slot();
                                 let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
                                 c[slot] += 1;
-                                let word = ["done", "already done", "running elsewhere", "FAILED"][slot];
                                 let finished = c.iter().sum::<usize>();
                                 drop(c);
                                 if o != Outcome::Skipped {
@@ -404,6 +544,7 @@ pub fn run_jobs(ctx: &Context, selected: &[&Job], parallel: usize) -> Result<[us
         stop.store(true, Ordering::Relaxed);
         let _ = hb.join();
     });
+    lease::remove_old(&scratch, policy.expiry);
     if let Some(e) = errors.into_inner().unwrap_or_default().into_iter().next() {
         return Err(e);
     }
@@ -415,30 +556,88 @@ pub fn run_jobs(ctx: &Context, selected: &[&Job], parallel: usize) -> Result<[us
 pub enum State {
     /// Finished.
     Done,
-    /// Claimed by a live process: host, pid, seconds since start.
+    /// Leased by a live runner: host, pid, seconds since the lease was made.
     Running(String, u64, u64),
     /// Failed: the first line of its error.
     Failed(String),
-    /// Not started (or left by a dead process: why).
+    /// Not started (or left by a dead runner: why).
     Pending(Option<String>),
 }
 
-/// The state of `job` in `dir`.
+/// The state of `job` in `dir` (leases judged with the expiry of `$HOST_SWEEP_LEASE_S`).
 pub fn state(dir: &Path, job: &Job) -> State {
     let files = JobFiles::new(dir, &job.hash);
     if read_result(&files, &job.hash).is_some() {
         return State::Done;
     }
-    let claim = claim_state(&files);
-    if let Claim::Live { host, pid, age, .. } = claim {
-        return State::Running(host, pid, age);
+    let leases = Leases::new(Policy::from_env().unwrap_or_default(), files.scratch.clone());
+    let seen = leases.inspect(&files.running).ok().flatten();
+    if let Some(s) = seen.as_ref().filter(|s| s.expired.is_none()) {
+        let (host, pid, since) = match &s.holder {
+            Some(h) => (h.host.clone(), h.pid as u64, now_s().saturating_sub(h.created)),
+            None => ("(unreadable lease)".to_string(), 0, s.age.max(0.0) as u64),
+        };
+        return State::Running(host, pid, since);
     }
     if let Some(v) = std::fs::read_to_string(&files.failed).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()) {
         let e = v["error"].as_str().unwrap_or("unknown error").lines().next().unwrap_or("").to_string();
         return State::Failed(e);
     }
-    match claim {
-        Claim::Stale(why) => State::Pending(Some(format!("stale claim: {why}"))),
-        _ => State::Pending(None),
+    match seen {
+        Some(s) => {
+            State::Pending(Some(format!("expired lease of {}: {}", s.describe(), s.expired.unwrap_or_default())))
+        }
+        None => State::Pending(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn save(dir: &Path, step: u64) {
+        std::fs::create_dir_all(dir).unwrap();
+        let t = vec![("w".to_string(), vec![2], vec![step as f32, 1.0])];
+        trainer::checkpoint::save(&dir.join(CHECKPOINT), &t, &json!({"step": step})).unwrap();
+    }
+
+    #[test]
+    fn an_attempt_starts_from_the_newest_complete_checkpoint() {
+        let train = std::env::temp_dir().join(format!("host-attempt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&train);
+        // The older layout (step 3), two attempts (steps 10 and 5), a torn checkpoint (half of
+        // the step-10 file), an attempt without a checkpoint.
+        save(&train, 3);
+        save(&train.join("attempt-a"), 10);
+        save(&train.join("attempt-b"), 5);
+        let newest = std::fs::read(train.join("attempt-a").join(CHECKPOINT)).unwrap();
+        std::fs::create_dir_all(train.join("attempt-c")).unwrap();
+        std::fs::write(train.join("attempt-c").join(CHECKPOINT), &newest[..newest.len() / 2]).unwrap();
+        std::fs::create_dir_all(train.join("attempt-d")).unwrap();
+        let metrics =
+            "{\"step\":10,\"loss\":2.5}\n{\"step\":10,\"val_loss\":2.6}\n{\"step\":20,\"loss\":2.4}\nnot json\n";
+        std::fs::write(train.join("attempt-a").join("metrics.jsonl"), metrics).unwrap();
+        let ours = train.join("attempt-new");
+        assert_eq!(prepare_attempt(&train, &ours).unwrap(), Some(10));
+        assert_eq!(std::fs::read(ours.join(CHECKPOINT)).unwrap(), newest);
+        // The metrics up to the checkpoint's step only: the resumed run logs step 20 again.
+        assert_eq!(
+            std::fs::read_to_string(ours.join("metrics.jsonl")).unwrap(),
+            "{\"step\":10,\"loss\":2.5}\n{\"step\":10,\"val_loss\":2.6}\n"
+        );
+        // The earlier attempts are left as they were.
+        assert!(train.join("attempt-a").join(CHECKPOINT).exists() && train.join("attempt-b").join(CHECKPOINT).exists());
+        // Nothing to resume: a fresh start in an empty folder.
+        let fresh = std::env::temp_dir().join(format!("host-attempt-fresh-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&fresh);
+        assert_eq!(prepare_attempt(&fresh, &fresh.join("attempt-x")).unwrap(), None);
+        assert!(std::fs::read_dir(fresh.join("attempt-x")).unwrap().next().is_none());
+        // After a publication only the publisher's attempt stays.
+        remove_other_attempts(&train, &ours);
+        let left: Vec<String> =
+            std::fs::read_dir(&train).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect();
+        let mut left = left;
+        left.sort();
+        assert_eq!(left, ["attempt-new", CHECKPOINT]);
     }
 }
