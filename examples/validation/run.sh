@@ -6,6 +6,9 @@ set -eu
 cd "$(dirname "$0")/../.."
 HOST=${HOST:-target/release/host}
 [ -d data/shakespeare ] || { echo "run.sh: data/shakespeare missing: run tools/shakespeare/fetch.sh first" >&2; exit 1; }
+rc=0
 for exp in shakespeare shakespeare-wa synthetic; do
-    "$HOST" sweep all "examples/validation/$exp.toml"
+    # A failed job (exit 2) does not stop the other files; the last non-zero status is returned.
+    "$HOST" sweep all "examples/validation/$exp.toml" || rc=$?
 done
+exit $rc
