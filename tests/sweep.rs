@@ -484,6 +484,42 @@ fn stale_results_are_reported_redone_or_kept() {
 }
 
 #[test]
+fn cuda_device_in_an_experiment_requests_a_gpu_and_leaves_cpu_hashes_alone() {
+    shipped_plugins();
+    let d = scratch("device");
+    let train = "[train]\nmodels = [\"lm-20k\"]\nformats = [\"none\", \"int4\"]\nsteps = 2\n";
+    let cpu = experiment(&d, &format!("{TINY}\n[[formats]]\npreset = [\"int4\"]\n{train}"));
+    let res = d.join("cpu");
+    host(&["sweep", "plan", arg(&cpu), "--results", arg(&res)]).expect_code(0);
+    let cpu_jobs = jobs(&res);
+    let slurm = host(&["sweep", "emit", "slurm", arg(&cpu), "--results", arg(&res)]);
+    assert!(!slurm.stdout.contains("--gres"), "{}", slurm.stdout);
+    // `device = "cpu"` is the default: same hashes as no device at all.
+    let same = experiment(&d, &format!("{TINY}\n[[formats]]\npreset = [\"int4\"]\n{train}device = \"cpu\"\n"));
+    host(&["sweep", "plan", arg(&same), "--results", arg(&res)]).expect_code(0);
+    assert_eq!(jobs(&res), cpu_jobs);
+    let gpu = experiment(&d, &format!("{TINY}\n[[formats]]\npreset = [\"int4\"]\n{train}device = \"cuda\"\n"));
+    let res = d.join("gpu");
+    host(&["sweep", "plan", arg(&gpu), "--results", arg(&res)]).expect_code(0);
+    let gpu_jobs = jobs(&res);
+    let train_jobs = |j: &[Value]| j.iter().filter(|j| j["type"] == "train").cloned().collect::<Vec<_>>();
+    for (c, g) in train_jobs(&cpu_jobs).iter().zip(&train_jobs(&gpu_jobs)) {
+        assert_eq!(g["config"]["device"], "cuda");
+        assert_ne!(c["hash"], g["hash"]);
+    }
+    let slurm = host(&["sweep", "emit", "slurm", arg(&gpu), "--results", arg(&res)]);
+    assert!(slurm.stdout.contains("#SBATCH --gres=gpu:1"), "{}", slurm.stdout);
+    // Without a GPU backend, the training jobs fail with one line each; GMSE jobs still run.
+    let run = host(&["sweep", "run", arg(&gpu), "--results", arg(&res), "--all"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("device cuda: "), "{}", run.stderr);
+    let bad = experiment(&d, &format!("{TINY}\n{train}device = \"tpu\"\n"));
+    let r = host(&["sweep", "plan", arg(&bad), "--results", arg(&d.join("bad"))]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("expected `cpu` or `cuda`"), "{}", r.stderr);
+}
+
+#[test]
 fn every_example_experiment_plans() {
     shipped_plugins();
     let d = scratch("examples");

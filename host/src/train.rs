@@ -19,10 +19,11 @@ use std::time::Instant;
 use clap::Args;
 use sdk::Shape;
 use serde_json::{Value, json};
+use trainer::backend::{self, Backend, Device};
 use trainer::compress::Compressor;
 use trainer::data::{Data, Source};
 use trainer::model::{self, ModelConfig};
-use trainer::train::{TrainOptions, Trainer};
+use trainer::train::TrainOptions;
 
 use crate::cli::{load, prepare_one, with_threads};
 use crate::format::HostFormat;
@@ -89,6 +90,10 @@ pub struct TrainArgs {
     /// Print the model presets (sizes, non-embedding parameters, learning rates) and exit.
     #[arg(long)]
     pub list_models: bool,
+    /// Where to train: `cpu` (the built-in trainer) or `cuda` (the GPU backend library; says in
+    /// one line what is missing when it cannot run).
+    #[arg(long, default_value = "cpu", value_name = "DEVICE")]
+    pub device: String,
 }
 
 /// The `--list-models` table.
@@ -286,6 +291,8 @@ pub fn run(a: TrainArgs, verbose: bool) -> Result<(), String> {
 /// `OUT/result.json`). Progress goes to stderr when it is a terminal.
 pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
     let a = a.clone();
+    let device = Device::parse(&a.device)?;
+    backend::check(device)?;
     let mut cfg = model::preset(&a.model)?;
     if let Some(lr) = a.lr {
         if !(lr > 0.0 && lr.is_finite()) {
@@ -356,7 +363,7 @@ pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
         }
         let step = meta["step"].as_u64().ok_or("--resume: checkpoint has no step")?;
         let losses: Vec<f32> = serde_json::from_value(meta["losses"].clone()).map_err(|e| e.to_string())?;
-        let t = Trainer::restore(cfg.clone(), opts, tensors, step)?;
+        let t = backend::create(device, cfg.clone(), opts, Some((tensors, step)))?;
         (t, losses, meta["seconds"].as_f64().unwrap_or(0.0))
     } else {
         if ckpt.exists() {
@@ -366,7 +373,7 @@ pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
             ));
         }
         let _ = std::fs::remove_file(&metrics);
-        (Trainer::new(cfg.clone(), opts)?, Vec::new(), 0.0)
+        (backend::create(device, cfg.clone(), opts, None)?, Vec::new(), 0.0)
     };
     let val = data.val_batches(a.eval_windows, cfg.ctx);
     let start_step = t.step_index();
@@ -375,7 +382,7 @@ pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
         let started = Instant::now();
         let mut batch = vec![0u8; cfg.batch * (cfg.ctx + 1)];
         let mut val_loss = None;
-        let save = |t: &Trainer, losses: &[f32], seconds: f64| {
+        let save = |t: &dyn Backend, losses: &[f32], seconds: f64| {
             let meta = json!({ "identity": id, "step": t.step_index(), "losses": losses, "seconds": seconds });
             trainer::checkpoint::save(&ckpt, &t.state(), &meta)
         };
@@ -412,7 +419,7 @@ pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
                 append_line(&metrics, &json!({"step": done, "val_loss": v}))?;
             }
             if done % a.checkpoint_every == 0 || done == total {
-                save(&t, &losses, prior_seconds + elapsed)?;
+                save(t.as_ref(), &losses, prior_seconds + elapsed)?;
             }
         }
         if let Some(b) = &bar {
@@ -429,6 +436,7 @@ pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
         prior_seconds += elapsed;
         let steps_run = t.step_index() - start_step;
         Ok(json!({
+            "device": t.device(),
             "model": cfg.name,
             "format": a.format.trim(),
             "act_format": a.act_format.trim(),

@@ -2,6 +2,7 @@
 //! hand-written backward pass, AdamW, and quantization-aware training over any
 //! [`compress::Compressor`].
 //!
+//! - [`backend`]: the seam `host train` drives ([`backend::Backend`]; the CPU trainer is one).
 //! - [`model`]: configuration, presets, parameter layout, forward/backward.
 //! - [`kernels`]: the per-layer kernels (generic over f32/f64) and `gemm` products.
 //! - [`optim`]: AdamW, gradient clipping, learning-rate schedule.
@@ -10,6 +11,7 @@
 
 #![deny(missing_docs)]
 
+pub mod backend;
 pub mod checkpoint;
 pub mod compress;
 pub mod data;

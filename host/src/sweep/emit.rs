@@ -136,6 +136,10 @@ pub fn emit(target: Target, m: &Manifest, o: &EmitOptions, cwd: &Path) -> Result
             s += &format!("#SBATCH --cpus-per-task={}\n", o.cpus);
             s += &format!("#SBATCH --mem={}\n", o.mem);
             s += &format!("#SBATCH --time={}\n", o.time);
+            // Training jobs with `device = "cuda"` need a GPU per task.
+            if m.jobs.iter().any(|j| j.config["device"] == "cuda") {
+                s += "#SBATCH --gres=gpu:1\n";
+            }
             if let Some(p) = &o.partition {
                 s += &format!("#SBATCH --partition={p}\n");
             }

@@ -252,6 +252,9 @@ pub struct Train {
     /// Checkpoint interval in steps.
     #[serde(default)]
     pub checkpoint_every: Option<u64>,
+    /// Where to train: `cpu` (default) or `cuda` (`host train --device`).
+    #[serde(default)]
+    pub device: Option<String>,
 }
 
 fn default_none() -> Vec<String> {

@@ -292,6 +292,14 @@ pub fn build(exp: &Experiment, exp_path: &Path, results: &Path, libs: &[Loaded])
                                 "checkpoint_every": t.checkpoint_every.unwrap_or(100),
                                 "facts": facts_context(), "versions": versions(true),
                             });
+                            // Only a non-default device enters the configuration, so CPU jobs keep
+                            // their hashes.
+                            let mut config = config;
+                            if let Some(d) = t.device.as_deref().map(str::trim).filter(|d| *d != "cpu") {
+                                trainer::backend::Device::parse(d)
+                                    .map_err(|e| format!("{}: [train] {e}", exp_path.display()))?;
+                                config["device"] = d.into();
+                            }
                             let budget = match (steps, tpp) {
                                 (Some(s), _) => format!("{s} steps"),
                                 (None, Some(r)) => format!("{r} tok/param"),

@@ -226,6 +226,7 @@ fn run_train(ctx: &Context, job: &Job, files: &JobFiles, lease: &Lease) -> Resul
         plugins: ctx.manifest.plugins.clone(),
         law: None,
         list_models: false,
+        device: c["device"].as_str().unwrap_or("cpu").to_string(),
     };
     let mut record = crate::train::execute(&a, ctx.verbose)?;
     let mut timing = serde_json::Map::new();

@@ -1,0 +1,98 @@
+//! The backend seam: what `host train` and the sweep runner drive.
+//!
+//! A [`Backend`] runs training steps and evaluations of one model and hands out its full state
+//! for checkpoints. The built-in [`Trainer`] (CPU) is one; an accelerator backend (the CUDA
+//! library of issue 13, loaded at run time) is another. Callers never know which one runs:
+//! they build it with [`create`] from a [`Device`], and checkpoints hold the same tensors
+//! whichever backend wrote them, so a run can resume on another device.
+
+use crate::model::ModelConfig;
+use crate::train::{StepStats, TrainOptions, Trainer};
+
+/// The state of a run: `(name, shape, values)` tensors and the step count.
+pub type State = (Vec<(String, Vec<usize>, Vec<f32>)>, u64);
+
+/// A training backend.
+pub trait Backend: Send {
+    /// Short name for records (`cpu`, `cuda`).
+    fn device(&self) -> &str;
+    /// One optimizer step on `tokens` (`batch x (ctx + 1)` bytes); returns its statistics.
+    fn step(&mut self, tokens: &[u8]) -> Result<StepStats, String>;
+    /// Mean validation loss over `tokens` (whole windows of `ctx + 1` bytes).
+    fn eval_loss(&mut self, tokens: &[u8]) -> Result<f32, String>;
+    /// Steps taken so far.
+    fn step_index(&self) -> u64;
+    /// Parameters and optimizer moments, as [`Trainer::state`] names them.
+    fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)>;
+}
+
+impl Backend for Trainer {
+    fn device(&self) -> &str {
+        "cpu"
+    }
+    fn step(&mut self, tokens: &[u8]) -> Result<StepStats, String> {
+        Trainer::step(self, tokens)
+    }
+    fn eval_loss(&mut self, tokens: &[u8]) -> Result<f32, String> {
+        Trainer::eval_loss(self, tokens)
+    }
+    fn step_index(&self) -> u64 {
+        Trainer::step_index(self)
+    }
+    fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        Trainer::state(self)
+    }
+}
+
+/// Where training runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    /// The built-in CPU trainer.
+    #[default]
+    Cpu,
+    /// An NVIDIA GPU through the CUDA backend library.
+    Cuda,
+}
+
+impl Device {
+    /// Parses `cpu` or `cuda`.
+    pub fn parse(s: &str) -> Result<Device, String> {
+        match s.trim() {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda),
+            other => Err(format!("device `{other}`: expected `cpu` or `cuda`")),
+        }
+    }
+
+    /// The name used in records and experiment files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Device::Cpu => "cpu",
+            Device::Cuda => "cuda",
+        }
+    }
+}
+
+/// Whether `device` can train here; the error is one line saying what is missing.
+pub fn check(device: Device) -> Result<(), String> {
+    match device {
+        Device::Cpu => Ok(()),
+        Device::Cuda => Err("device cuda: the CUDA backend library is not built into this release \
+             (it is planned as a separately built library; train with --device cpu)"
+            .into()),
+    }
+}
+
+/// Builds the backend of `device` for `cfg`, fresh or resumed from `state`.
+pub fn create(
+    device: Device,
+    cfg: ModelConfig,
+    opts: TrainOptions,
+    state: Option<State>,
+) -> Result<Box<dyn Backend>, String> {
+    check(device)?;
+    Ok(Box::new(match state {
+        Some((tensors, step)) => Trainer::restore(cfg, opts, tensors, step)?,
+        None => Trainer::new(cfg, opts)?,
+    }))
+}
