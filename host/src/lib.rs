@@ -21,3 +21,4 @@ pub mod spec;
 pub mod sweep;
 pub mod tensorio;
 pub mod train;
+pub mod validate;
