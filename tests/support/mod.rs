@@ -408,12 +408,14 @@ pub fn host_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let cmd = format!("host {}", args.join(" "));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    // The host never dies: no signal (abort, segfault), only 0 or 1.
+    // The host never dies: no signal (abort, segfault), only 0 or 1 (and 2 from `host validate`:
+    // some sections not computed).
     let code = out
         .status
         .code()
         .unwrap_or_else(|| panic!("{cmd}: host was killed by a signal ({:?})\nstderr:\n{stderr}", out.status));
-    assert!(code == 0 || code == 1, "{cmd}: exit code {code}, expected 0 or 1\nstderr:\n{stderr}");
+    let ok = code == 0 || code == 1 || (code == 2 && args.first() == Some(&"validate"));
+    assert!(ok, "{cmd}: exit code {code}, expected 0 or 1 (2 for validate)\nstderr:\n{stderr}");
     Run { cmd, code, stdout, stderr }
 }
 

@@ -37,6 +37,18 @@ pub fn plots(v: &Validation) -> Vec<(String, Result<String, String>)> {
     out
 }
 
+/// Palette index of a class, the same in every chart.
+fn color(c: Class) -> usize {
+    match c {
+        Class::Scalar => 0,
+        Class::Sparse => 1,
+        Class::Vector => 2,
+        Class::Other => 3,
+        Class::Pair => 4,
+        Class::None => 7,
+    }
+}
+
 /// Weight-only compressed configurations (they have one GMSE).
 fn weight_only(c: &Config) -> bool {
     c.class != Class::None && c.class != Class::Pair && c.w_gmse() > 0.0
@@ -45,12 +57,12 @@ fn weight_only(c: &Config) -> bool {
 fn all_sizes(v: &Validation) -> Result<String, String> {
     let st = &v.study;
     let mut chart = Chart::new(
-        "mean validation loss vs weight GMSE per model size (weight-only formats; bars: +-1 seed SD)",
+        "mean validation loss vs GMSE per model size: scalar weight-only formats (bars: +-1 seed SD)",
         Axis::log("Gaussian MSE of the weight format"),
         Axis::linear("validation loss (mean over seeds)"),
     );
     for (i, s) in st.sizes.iter().enumerate() {
-        let mut cs: Vec<&Config> = st.at(i).filter(|c| weight_only(c)).collect();
+        let mut cs: Vec<&Config> = st.at(i).filter(|c| c.class == Class::Scalar && c.w_gmse() > 0.0).collect();
         cs.sort_by(|a, b| a.w_gmse().total_cmp(&b.w_gmse()));
         let pts: Vec<Point> = cs.iter().map(|c| point(c.w_gmse(), c)).collect();
         chart = chart.with_series(Series::from_points(s.label.clone(), Style::LineAndPoints, pts).with_color(i));
@@ -74,14 +86,14 @@ fn one_size(v: &Validation, i: usize) -> Result<String, String> {
         let m = base.mean();
         chart = chart.with_series(Series::line("uncompressed", [(lo / 1.5, m), (hi * 1.5, m)]).with_color(7));
     }
-    for (k, class) in [Class::Scalar, Class::Sparse, Class::Vector, Class::Other].into_iter().enumerate() {
+    for class in [Class::Scalar, Class::Sparse, Class::Vector, Class::Other] {
         let cs: Vec<&&Config> = shown.iter().filter(|c| c.class == class).collect();
         if cs.is_empty() {
             continue;
         }
         let pts: Vec<Point> = cs.iter().map(|c| point(c.w_gmse(), c)).collect();
         let s = Series::from_points(class.name(), Style::Points, pts)
-            .with_color(k)
+            .with_color(color(class))
             .with_labels(cs.iter().map(|c| c.name()));
         chart = chart.with_series(s);
     }
@@ -94,10 +106,9 @@ fn held_out(v: &Validation) -> Result<String, String> {
         return Err("no held-out predictions".into());
     };
     let mut chart = Chart::new(
-        "held-out formats: loss predicted from GMSE (law fitted without the format) vs observed \
-         (bars: +-2 seed SDs of the size)",
+        "held-out formats: loss predicted from GMSE by the law fitted without them",
         Axis::linear("observed validation loss (mean over seeds)"),
-        Axis::linear("predicted validation loss"),
+        Axis::linear("predicted validation loss (bars: +-2 seed SDs of the size)"),
     );
     let all: Vec<f64> =
         h.formats.iter().flat_map(|f| f.predictions.iter().flat_map(|p| [p.observed, p.predicted])).collect();
@@ -105,7 +116,7 @@ fn held_out(v: &Validation) -> Result<String, String> {
     if lo.is_finite() {
         chart = chart.with_series(Series::line("predicted = observed", [(lo, lo), (hi, hi)]).with_color(7));
     }
-    for (k, class) in Class::ALL.into_iter().enumerate() {
+    for class in Class::ALL {
         let mut pts = Vec::new();
         let mut labels = Vec::new();
         for f in h.formats.iter().filter(|f| f.class == class) {
@@ -121,8 +132,9 @@ fn held_out(v: &Validation) -> Result<String, String> {
             }
         }
         if !pts.is_empty() {
-            chart = chart
-                .with_series(Series::from_points(class.name(), Style::Points, pts).with_color(k).with_labels(labels));
+            chart = chart.with_series(
+                Series::from_points(class.name(), Style::Points, pts).with_color(color(class)).with_labels(labels),
+            );
         }
     }
     render_svg(&chart, SIZE.0, SIZE.1)

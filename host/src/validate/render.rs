@@ -112,7 +112,8 @@ pub fn json(v: &Validation) -> Value {
             "per_class": h.summary.iter().map(|s| json!({
                 "class": s.class.name(), "formats": s.formats, "predicted": s.predicted,
                 "formats_within_2sd": s.formats_within_2sd,
-                "fraction_formats_within_2sd": if s.predicted > 0 { json!(s.formats_within_2sd as f64 / s.predicted as f64) } else { Value::Null },
+                "formats_with_sd": s.formats_with_sd,
+                "fraction_formats_within_2sd": if s.formats_with_sd > 0 { json!(s.formats_within_2sd as f64 / s.formats_with_sd as f64) } else { Value::Null },
                 "predictions": s.predictions, "predictions_within_2sd": s.within_2sd,
                 "fraction_predictions_within_2sd": if s.predictions > 0 { json!(s.within_2sd as f64 / s.predictions as f64) } else { Value::Null },
             })).collect::<Vec<_>>(),
@@ -346,7 +347,7 @@ pub fn text(v: &Validation) -> String {
             s += "within 2 seed SDs, per family:\n";
             s += &format!(
                 "{:<7} {:>8} {:>10} {:>26} {:>26}\n",
-                "class", "formats", "predicted", "formats (every size)", "predictions"
+                "class", "formats", "predicted", "formats (sizes with SD)", "predictions"
             );
             for c in &h.summary {
                 let frac = |k: usize, n: usize| {
@@ -357,7 +358,7 @@ pub fn text(v: &Validation) -> String {
                     c.class.name(),
                     c.formats,
                     c.predicted,
-                    frac(c.formats_within_2sd, c.predicted),
+                    frac(c.formats_within_2sd, c.formats_with_sd),
                     frac(c.within_2sd, c.predictions)
                 );
             }

@@ -338,7 +338,9 @@ pub struct ClassSummary {
     pub formats: usize,
     /// Of which predicted.
     pub predicted: usize,
-    /// Formats whose every size is within 2 seed SDs.
+    /// Predicted formats with a seed SD at one size at least.
+    pub formats_with_sd: usize,
+    /// Of which within 2 seed SDs at every size that has a seed SD.
     pub formats_within_2sd: usize,
     /// (format, size) predictions with a seed SD.
     pub predictions: usize,
@@ -378,13 +380,16 @@ pub fn held_out(study: &Study, s: &FitSettings, start: Option<(&Layout, &[f64])>
         }
         let preds = || of.iter().flat_map(|h| h.predictions.iter()).filter(|p| p.z.is_some());
         let within = |p: &Prediction| p.z.is_some_and(|z| z.abs() <= 2.0);
+        let with_sd: Vec<&&HeldOut> =
+            of.iter().filter(|h| h.error.is_none() && h.predictions.iter().any(|p| p.z.is_some())).collect();
         summary.push(ClassSummary {
             class,
             formats: of.len(),
             predicted: of.iter().filter(|h| h.error.is_none()).count(),
-            formats_within_2sd: of
+            formats_with_sd: with_sd.len(),
+            formats_within_2sd: with_sd
                 .iter()
-                .filter(|h| h.error.is_none() && !h.predictions.is_empty() && h.predictions.iter().all(within))
+                .filter(|h| h.predictions.iter().filter(|p| p.z.is_some()).all(within))
                 .count(),
             predictions: preds().count(),
             within_2sd: preds().filter(|p| within(p)).count(),

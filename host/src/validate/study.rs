@@ -293,6 +293,7 @@ impl Study {
         let mut recorded_rho: Vec<Option<f64>> = Vec::new();
         let mut runs = Vec::new();
         let mut duplicates = 0usize;
+        let mut mixed = std::collections::BTreeSet::new();
         for (run, &row) in data.runs.iter().zip(&data.rows) {
             if let Some(c) = run.comps().find(|c| c.gmse.is_nan()) {
                 *unmeasured.entry(c.format.clone()).or_default() += 1;
@@ -326,6 +327,13 @@ impl Study {
                 configs.len() - 1
             });
             let c = &mut configs[ci];
+            let differs = |x: &Option<Comp>, y: &Option<Comp>| match (x, y) {
+                (Some(x), Some(y)) => (x.gmse - y.gmse).abs() > 1e-6 * x.gmse.abs().max(y.gmse.abs()),
+                _ => false,
+            };
+            if differs(&c.w, &run.w) || differs(&c.a, &run.a) {
+                mixed.insert(c.name());
+            }
             if c.seeds.contains(&seed) {
                 duplicates += 1;
                 continue;
@@ -338,6 +346,14 @@ impl Study {
             let list: Vec<String> = unmeasured.iter().map(|(f, n)| format!("`{f}` ({n})")).collect();
             warnings.push(format!(
                 "skipped runs without a recorded GMSE: {} (collect them with a current host, or map a GMSE column)",
+                list.join(", ")
+            ));
+        }
+        if !mixed.is_empty() {
+            let list: Vec<String> = mixed.into_iter().collect();
+            warnings.push(format!(
+                "runs of {} record different GMSE values for the same format; the first run's is used \
+                 (name formats by SPEC, or map a column that tells them apart)",
                 list.join(", ")
             ));
         }

@@ -103,6 +103,10 @@ fn exact_law_runs_are_predicted_exactly_and_ranked_perfectly() {
                 assert_eq!(p.z, None);
             }
         }
+        // Nothing to count in seed SDs: no format or prediction enters the fractions.
+        for c in &h.summary {
+            assert_eq!((c.predicted, c.formats_with_sd, c.formats_within_2sd, c.predictions), (c.formats, 0, 0, 0));
+        }
     }
     // The refit recovers the generating law (observed within 2.1e-11 relative; bound 1e-8).
     for (name, truth) in [("A", 15.44), ("B", 355.5), ("F", 0.41), ("C", 1.39)] {
