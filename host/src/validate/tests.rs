@@ -295,3 +295,23 @@ fn several_data_sets_stop_the_fits_but_not_the_correlations() {
     let e = sections::law_fit(&st, &fixed("L=1", 0)).unwrap_err();
     assert!(e.contains("2 data sets") && e.contains("--where"), "{e}");
 }
+
+#[test]
+fn stale_results_are_counted_or_left_out() {
+    // Two of the 12 training rows are stale (kept by `sweep collect --keep-stale`); a GMSE row is
+    // ignored either way.
+    let mut recs: Vec<Value> = law_records(2, |_| 0.0).into_iter().filter(|r| r["model"] == "m30").collect();
+    recs[1]["stale"] = json!(true);
+    recs[3]["stale"] = json!(true);
+    recs.push(json!({"type": "gmse", "format": "int4", "gmse": 0.0115}));
+    let kept = study(&recs);
+    assert_eq!((kept.rows_read, kept.runs.len()), (13, 12));
+    assert!(kept.warnings.iter().any(|w| w.starts_with("2 stale results included")), "{:?}", kept.warnings);
+    let opts = ReadOptions { drop_stale: true, ..ReadOptions::default() };
+    let dropped = Study::from_table(Table::from_json(&recs).unwrap(), "test", &opts).unwrap();
+    assert_eq!(dropped.runs.len(), 10);
+    assert!(dropped.warnings.iter().any(|w| w.contains("left out 2 stale")), "{:?}", dropped.warnings);
+    // Rows 1 and 3 are seed 1 of `none` and of INT2: those configurations keep one seed.
+    let seeds: Vec<usize> = dropped.configs.iter().map(|c| c.losses.len()).collect();
+    assert_eq!(seeds, vec![1, 2, 2, 2, 1, 2]);
+}
