@@ -64,6 +64,41 @@ pub enum Command {
     Sweep(crate::sweep::SweepArgs),
     /// Write a Markdown report with plots from a sweep's results folder.
     Report(crate::report::ReportArgs),
+    /// Does GMSE / rho predict the trained loss? The numbers of a validation study from
+    /// collected training runs (sweep results folders, .jsonl or .csv files).
+    ///
+    /// A configuration is (model, weight format, activation format) on one data set and token
+    /// budget; its seeds are repeats. A model size is (data set, model, tokens). The seed SD of
+    /// a model size is pooled over its configurations (dof = runs - configurations). Sections:
+    ///
+    /// a. Per model size: Spearman and Kendall tau-b (ties handled) between GMSE and mean loss
+    /// over the scalar weight-only configurations (noise and compositions excluded; expected
+    /// positive) and between rho (w_rho x a_rho of the records, or --law) and mean loss over
+    /// every configuration, uncompressed included (expected negative); 68/95 % intervals from
+    /// --bootstrap resamples of the seeds within each configuration. Then every pair of scalar
+    /// formats whose loss order contradicts their GMSE order, with the loss difference in
+    /// standard errors (seed SD * sqrt(1/n1 + 1/n2)), largest first.
+    ///
+    /// b. The unified law refitted on the runs (host fit's report: parameters with 68/95 %
+    /// bootstrap intervals over runs, every other law side by side, implied rho, the fitter's
+    /// refusals and warnings); which parameters are fixed and why.
+    ///
+    /// c. Held-out prediction: each format (all its sizes and seeds) left out in turn, the
+    /// unified law fitted on the rest with b's settings (no bootstrap), the format's loss
+    /// predicted from its GMSE alone; error = predicted - observed mean in seed SDs, and per
+    /// family (scalar, sparse, vector, other = noise / compositions, W+A) the fraction within 2
+    /// seed SDs.
+    ///
+    /// d. Factorization: implied rho (decoupled fit) of W+A pairs and compositions A+B against
+    /// the product of their parts' implied rho, with bootstrap intervals.
+    ///
+    /// e. Noise injection vs the quantizer: each noise configuration (formats named noise...)
+    /// beside the weight-only scalar or vector quantizer of closest GMSE at the same size: both
+    /// GMSE, the loss difference and it in standard errors.
+    ///
+    /// Exit status: 0 every section computed; 2 some not (each says why in one line); 1 none.
+    #[command(verbatim_doc_comment)]
+    Validate(crate::validate::ValidateArgs),
 }
 
 /// `host list`.
@@ -619,6 +654,10 @@ pub fn main() -> i32 {
         Command::Train(a) => crate::train::run(a, verbose),
         Command::Sweep(a) => crate::sweep::run(a, verbose),
         Command::Report(a) => crate::report::run(&a, verbose),
+        Command::Validate(a) => match crate::validate::run(a, verbose) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
         Command::Law(a) => print_law(&a),
     };
     if let Err(e) = &result {

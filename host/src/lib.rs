@@ -22,3 +22,4 @@ pub mod spec;
 pub mod sweep;
 pub mod tensorio;
 pub mod train;
+pub mod validate;

@@ -219,6 +219,9 @@ pub struct Dataset {
     /// Runs skipped because their format could not be built or measured (a failure, not a
     /// property of the data: the exit status says so).
     pub unmeasured: Option<String>,
+    /// The table row each run was read from (same order as `runs`), so callers can read the
+    /// row's other columns (seed, model, ...).
+    pub rows: Vec<usize>,
 }
 
 pub(crate) fn parse_pairs(s: &str) -> Result<Vec<(String, String)>, String> {
@@ -267,8 +270,9 @@ pub fn read_runs(table: &Table, map: Option<&str>, filters: &[String]) -> Result
     }
     let (mut na, mut dead, mut bad) = (0usize, 0usize, 0usize);
     let mut runs = Vec::new();
+    let mut rows = Vec::new();
     let mut pending = BTreeSet::new();
-    for row in &table.rows {
+    for (row_index, row) in table.rows.iter().enumerate() {
         if !conds.iter().all(|(i, vs)| vs.iter().any(|v| row.get(*i).map(String::as_str) == Some(v.as_str()))) {
             continue;
         }
@@ -313,6 +317,7 @@ pub fn read_runs(table: &Table, map: Option<&str>, filters: &[String]) -> Result
             continue;
         }
         runs.push(run);
+        rows.push(row_index);
     }
     let mut warnings = Vec::new();
     if na > 0 {
@@ -324,7 +329,7 @@ pub fn read_runs(table: &Table, map: Option<&str>, filters: &[String]) -> Result
     if bad > 0 {
         warnings.push(format!("skipped {bad} rows without a positive N, D and loss"));
     }
-    Ok(Dataset { runs, warnings, pending, unmeasured: None })
+    Ok(Dataset { runs, warnings, pending, unmeasured: None, rows })
 }
 
 /// What measuring a format through the plugins gave.
@@ -343,35 +348,14 @@ impl Dataset {
     pub fn fill(&mut self, measured: &BTreeMap<String, Result<Measured, String>>) {
         let mut failed = BTreeSet::new();
         let mut dead = 0;
-        self.runs.retain_mut(|r| {
-            for c in r.w.iter_mut().chain(r.a.iter_mut()) {
-                if !c.gmse.is_nan() {
-                    continue;
-                }
-                match measured.get(&c.format) {
-                    Some(Ok(m)) => {
-                        c.gmse = m.gmse;
-                        if !c.family_given {
-                            c.family = m.family.clone();
-                        }
-                        c.bits = c.bits.or(Some(m.bits));
-                    }
-                    Some(Err(e)) => {
-                        failed.insert(format!("`{}` ({e})", c.format));
-                        return false;
-                    }
-                    None => {
-                        failed.insert(format!("`{}` (not measured)", c.format));
-                        return false;
-                    }
-                }
-            }
-            if r.comps().any(|c| c.gmse >= 1.0) {
-                dead += 1;
-                return false;
-            }
-            true
-        });
+        let mut keep = Vec::with_capacity(self.runs.len());
+        for r in &mut self.runs {
+            keep.push(fill_run(r, measured, &mut failed, &mut dead));
+        }
+        let mut k = keep.iter();
+        self.runs.retain(|_| *k.next().unwrap_or(&true));
+        let mut k = keep.iter();
+        self.rows.retain(|_| *k.next().unwrap_or(&true));
         if !failed.is_empty() {
             let list: Vec<String> = failed.into_iter().collect();
             self.unmeasured = Some(format!("skipped runs whose format could not be measured: {}", list.join(", ")));
@@ -381,4 +365,40 @@ impl Dataset {
         }
         self.pending.clear();
     }
+}
+
+/// Fills the measured GMSE into `r`; false when the run must be dropped.
+fn fill_run(
+    r: &mut Run,
+    measured: &BTreeMap<String, Result<Measured, String>>,
+    failed: &mut BTreeSet<String>,
+    dead: &mut usize,
+) -> bool {
+    for c in r.w.iter_mut().chain(r.a.iter_mut()) {
+        if !c.gmse.is_nan() {
+            continue;
+        }
+        match measured.get(&c.format) {
+            Some(Ok(m)) => {
+                c.gmse = m.gmse;
+                if !c.family_given {
+                    c.family = m.family.clone();
+                }
+                c.bits = c.bits.or(Some(m.bits));
+            }
+            Some(Err(e)) => {
+                failed.insert(format!("`{}` ({e})", c.format));
+                return false;
+            }
+            None => {
+                failed.insert(format!("`{}` (not measured)", c.format));
+                return false;
+            }
+        }
+    }
+    if r.comps().any(|c| c.gmse >= 1.0) {
+        *dead += 1;
+        return false;
+    }
+    true
 }

@@ -526,8 +526,29 @@ impl Report {
         })
     }
 
-    /// The text report.
+    /// The text report: [`Report::summary_text`], then the per-run residuals.
     pub fn to_text(&self) -> String {
+        let mut s = self.summary_text();
+        s += "\nper-run residuals:\n";
+        s +=
+            &format!("{:>11} {:>11} {:<34} {:>9} {:>9} {:>9}\n", "N", "D", "config", "observed", "predicted", "ln o/p");
+        for r in &self.residuals {
+            s += &format!(
+                "{:>11.4e} {:>11.4e} {:<34} {:>9.4} {:>9.4} {:>+9.4}\n",
+                r.n,
+                r.d,
+                r.key,
+                r.observed,
+                r.predicted,
+                (r.observed / r.predicted).ln()
+            );
+        }
+        s
+    }
+
+    /// The text report without the per-run residuals: parameters, the law comparison, implied
+    /// rho and the factorization check.
+    pub fn summary_text(&self) -> String {
         let m = &self.main;
         let law = m.setup.layout.law;
         let mut s = String::new();
@@ -608,20 +629,6 @@ impl Report {
                     parts.join(" x ")
                 );
             }
-        }
-        s += "\nper-run residuals:\n";
-        s +=
-            &format!("{:>11} {:>11} {:<34} {:>9} {:>9} {:>9}\n", "N", "D", "config", "observed", "predicted", "ln o/p");
-        for r in &self.residuals {
-            s += &format!(
-                "{:>11.4e} {:>11.4e} {:<34} {:>9.4} {:>9.4} {:>+9.4}\n",
-                r.n,
-                r.d,
-                r.key,
-                r.observed,
-                r.predicted,
-                (r.observed / r.predicted).ln()
-            );
         }
         s
     }

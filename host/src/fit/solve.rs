@@ -276,6 +276,22 @@ impl Setup {
         })
     }
 
+    /// One L-BFGS run from `init` (every parameter in layout order; fixed ones keep the setup's
+    /// values): the fit when a good start is known, e.g. the optimum of a fit on a superset of
+    /// `runs`. The result counts as one start in the best basin.
+    pub fn fit_from(&self, runs: &[Run], init: &[f64]) -> Result<Fit, String> {
+        if runs.is_empty() {
+            return Err("no usable runs".into());
+        }
+        if init.len() != self.layout.len() || init.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+            return Err("the start must give every parameter a positive value".into());
+        }
+        let problem = self.problem(runs, vec![1.0; runs.len()]);
+        let (best, objective) =
+            lbfgs(&problem, problem.theta(init)).ok_or("the optimizer failed from the given start")?;
+        Ok(Fit { params: problem.params(&best), objective, starts: 1, in_best_basin: 1, spread: None })
+    }
+
     /// Loss RMSE of `params` on `runs`.
     pub fn rmse(&self, params: &[f64], runs: &[Run]) -> f64 {
         let pre = self.layout.precompute(runs);
