@@ -44,7 +44,14 @@ pub trait Compressor: Send + Sync {
         seed: u64,
     ) -> Result<(), String> {
         let _ = (input, rows, cols, seed);
-        crate::kernels::mul_mask(grad, mask);
+        // Written here rather than through `kernels` so that this interface depends on nothing
+        // else in the crate (`kernels` uses `Compressor`, not the other way round).
+        use rayon::prelude::*;
+        grad.par_chunks_mut(1 << 14).zip(mask.par_chunks(1 << 14)).for_each(|(g, m)| {
+            for (a, &b) in g.iter_mut().zip(m) {
+                *a *= b;
+            }
+        });
         Ok(())
     }
 }
