@@ -178,7 +178,7 @@ fn plausible(name: &str) -> Option<(f64, f64)> {
     match base {
         "A" | "B" => Some((1e-4, 1e7)),
         "alpha" | "beta" => Some((1e-3, 3.0)),
-        "E" => Some((0.0, 1e3)),
+        "E" => Some((1e-6, 1e3)),
         "L" => Some((1e-3, 1.5)),
         "F" => Some((1e-3, 1e2)),
         "C" => Some((1e-2, 1e2)),
