@@ -82,7 +82,11 @@ pub fn read_value<T: serde::de::DeserializeOwned>(name: &str, value: &Value) -> 
 /// Refuses `value` outside `min..=max`; used by the code [`params!`](macro@crate::params) writes.
 #[doc(hidden)]
 pub fn check_range(name: &str, value: i128, min: i128, max: i128) -> Result<()> {
-    if (min..=max).contains(&value) { Ok(()) } else { Err(Error::param(name, format!("must be {min}..={max} (got {value})"))) }
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::param(name, format!("must be {min}..={max} (got {value})")))
+    }
 }
 
 /// Writes one value as TOML; used by the code [`params!`](macro@crate::params) writes.

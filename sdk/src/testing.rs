@@ -327,8 +327,13 @@ pub fn check_kind_with<K: Kind>(extra: &[impl AsRef<str>]) {
                 Some(K::build(p).is_ok())
             });
             match built {
-                Err(_) => panic!("kind `{}`: `{name} = {v}` (outside {min}..={max}) panicked instead of being refused", K::NAME),
-                Ok(Some(true)) => panic!("kind `{}`: `{name} = {v}` is outside the declared range {min}..={max} but builds", K::NAME),
+                Err(_) => panic!(
+                    "kind `{}`: `{name} = {v}` (outside {min}..={max}) panicked instead of being refused",
+                    K::NAME
+                ),
+                Ok(Some(true)) => {
+                    panic!("kind `{}`: `{name} = {v}` is outside the declared range {min}..={max} but builds", K::NAME)
+                }
                 Ok(_) => {}
             }
         }
