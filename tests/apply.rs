@@ -269,17 +269,26 @@ fn rank_on_other_distributions_and_on_file_tensors() {
     e.expect_code(1);
     assert!(e.stderr.contains("more than 2 degrees of freedom"), "{}", e.stderr);
 
-    // Real tensors: two full passes over the file's two usable tensors (mean
-    // size 163840 elements) give the mean of their normalized MSEs, which is
-    // what `host apply` reports per tensor (int4 is scale-invariant).
+    // Real tensors: eight full passes over the file's two usable tensors (mean
+    // size 163840 elements; 16 tensors, so no remark about few tensors) give the
+    // mean of their normalized MSEs, which is what `host apply` reports per
+    // tensor (int4 is scale-invariant).
     let (path, _, _) = fixture();
     let dist = format!("file:{}", path.display());
-    let r = host(&["rank", "plugins/int", "-f", "int4", "--json", "--dist", &dist, "--samples", "655360"]);
+    let r = host(&["rank", "plugins/int", "-f", "int4", "--json", "--dist", &dist, "--samples", "2621440"]);
     r.expect_code(2);
     three_warnings(&r);
     let f = rows_by_format(&r).remove("int4").unwrap();
     assert_eq!(f["dist"], dist.as_str());
-    assert_eq!(num(&f, "samples"), 2.0 * (64.0 * 4096.0 + 32.0 * 2048.0));
+    assert_eq!(num(&f, "samples"), 8.0 * (64.0 * 4096.0 + 32.0 * 2048.0));
+    assert_eq!(num(&f, "tensors"), 16.0);
+    // Two passes: four tensors, and one remark (not a failure) saying so.
+    let r = host(&["rank", "plugins/int", "-f", "int4", "--json", "--dist", &dist, "--samples", "655360"]);
+    r.expect_code(2);
+    let remark = r.stderr_lines().into_iter().filter(|l| l.contains("fewer than 16 tensors")).collect::<Vec<_>>();
+    assert_eq!(remark.len(), 1, "{}", r.stderr);
+    assert!(remark[0].contains("int4 (4)") && remark[0].contains("--samples 2621440"), "{}", remark[0]);
+    assert_eq!(r.stderr_lines().len(), 4, "{}", r.stderr);
     let a = host(&["apply", "plugins/int", "-f", "int4", "-i", arg(path), "--json"]).json();
     let mean = (num(&a[0], "rel_mse") + num(&a[1], "rel_mse")) / 2.0;
     let gmse = num(&f, "gmse");
