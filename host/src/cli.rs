@@ -153,7 +153,7 @@ pub struct BenchArgs {
     pub paths: Vec<PathBuf>,
     /// Time training instead: tokens/s of this model preset (e.g. `bench-tiny`), plain and with
     /// each `-f` format on the weights (default int4-absmax-g32), per thread count. Paths default
-    /// to `plugins`.
+    /// to the plugin search places of `host train`.
     #[arg(long, value_name = "PRESET")]
     pub train: Option<String>,
     /// Training steps timed per configuration (after one warm-up step); the median is reported.
@@ -195,9 +195,15 @@ pub fn warn(msg: impl std::fmt::Display) {
     crate::diag::warn(msg);
 }
 
-/// Loads the plugins at `paths`, printing one line per failure.
+/// Loads the plugins at `paths`, printing one line per failure (and per stale build).
 pub fn load(paths: &[PathBuf], verbose: bool) -> Vec<Loaded> {
-    let found = loader::discover(paths);
+    load_found(loader::discover(paths), verbose)
+}
+
+fn load_found(found: loader::Found, verbose: bool) -> Vec<Loaded> {
+    for w in &found.warnings {
+        warn(w);
+    }
     let (ok, bad) = loader::load_all(&found.files);
     for f in found.failures.iter().chain(&bad) {
         crate::diag::fail(f);
@@ -206,6 +212,33 @@ pub fn load(paths: &[PathBuf], verbose: bool) -> Vec<Loaded> {
         }
     }
     ok
+}
+
+/// Loads the plugins at `paths` (`--plugins`), or, when none are given, from the default search
+/// places ([`loader::default_places`]: `./plugins` if it exists, else next to the host
+/// executable, then `HOST_PLUGIN_PATH`). An error when nothing loads, naming every place looked in.
+pub fn load_or_search(paths: &[PathBuf], verbose: bool) -> Result<Vec<Loaded>, String> {
+    if !paths.is_empty() {
+        let libs = load(paths, verbose);
+        if libs.is_empty() {
+            return Err(format!(
+                "no plugin could be loaded from {} (build them with `cargo build --release`, or use --plugins PATH)",
+                paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        return Ok(libs);
+    }
+    let searched = loader::search(&loader::default_places());
+    let libs = load_found(searched.found, verbose);
+    if libs.is_empty() {
+        return Err(format!(
+            "no plugin could be loaded; looked in {} (build them with `cargo build --release`, set {} to folders \
+             of plugin libraries, or pass --plugins PATH)",
+            searched.looked.join("; "),
+            loader::PLUGIN_PATH_VAR
+        ));
+    }
+    Ok(libs)
 }
 
 /// A format ready to measure.
@@ -306,14 +339,8 @@ pub fn measure_specs(
     threads: Option<usize>,
     verbose: bool,
 ) -> Result<Measured, String> {
-    let libs = load(paths, verbose);
-    if libs.is_empty() {
-        return Err(format!(
-            "formats {} need their GMSE measured, but no plugin could be loaded from {} (use --plugins PATH)",
-            specs.join(", "),
-            paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        ));
-    }
+    let libs = load_or_search(paths, verbose)
+        .map_err(|e| format!("formats {} need their GMSE measured, but {e}", specs.join(", ")))?;
     measure_loaded(&libs, specs, threads)
 }
 
