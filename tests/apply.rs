@@ -269,19 +269,78 @@ fn rank_on_other_distributions_and_on_file_tensors() {
     e.expect_code(1);
     assert!(e.stderr.contains("more than 2 degrees of freedom"), "{}", e.stderr);
 
-    // Real tensors: two full passes over the file's two usable tensors (mean
-    // size 163840 elements) give the mean of their normalized MSEs, which is
-    // what `host apply` reports per tensor (int4 is scale-invariant).
+    // Real tensors: eight full passes over the file's two usable tensors (mean
+    // size 163840 elements; 16 tensors, so no remark about few tensors) give the
+    // mean of their normalized MSEs, which is what `host apply` reports per
+    // tensor (int4 is scale-invariant).
     let (path, _, _) = fixture();
     let dist = format!("file:{}", path.display());
-    let r = host(&["rank", "plugins/int", "-f", "int4", "--json", "--dist", &dist, "--samples", "655360"]);
+    let r = host(&["rank", "plugins/int", "-f", "int4", "--json", "--dist", &dist, "--samples", "2621440"]);
     r.expect_code(2);
     three_warnings(&r);
     let f = rows_by_format(&r).remove("int4").unwrap();
     assert_eq!(f["dist"], dist.as_str());
-    assert_eq!(num(&f, "samples"), 2.0 * (64.0 * 4096.0 + 32.0 * 2048.0));
+    assert_eq!(num(&f, "samples"), 8.0 * (64.0 * 4096.0 + 32.0 * 2048.0));
+    assert_eq!(num(&f, "tensors"), 16.0);
+    // Two passes: four tensors, and one remark (not a failure) saying so.
+    let r = host(&["rank", "plugins/int", "-f", "int4", "--json", "--dist", &dist, "--samples", "655360"]);
+    r.expect_code(2);
+    let remark = r.stderr_lines().into_iter().filter(|l| l.contains("fewer than 16 tensors")).collect::<Vec<_>>();
+    assert_eq!(remark.len(), 1, "{}", r.stderr);
+    assert!(remark[0].contains("int4 (4)") && remark[0].contains("--samples 2621440"), "{}", remark[0]);
+    assert_eq!(r.stderr_lines().len(), 4, "{}", r.stderr);
     let a = host(&["apply", "plugins/int", "-f", "int4", "-i", arg(path), "--json"]).json();
     let mean = (num(&a[0], "rel_mse") + num(&a[1], "rel_mse")) / 2.0;
     let gmse = num(&f, "gmse");
     assert!((gmse - mean).abs() < 1e-4 * mean, "file GMSE {gmse} vs mean apply rel_mse {mean}");
+}
+
+/// A raw cast with `overflow = "ml_dtypes"` gives NaN beyond E4M3's range, as
+/// ml_dtypes does: `host apply` writes those outputs as they are, counts them
+/// (`nonfinite`), and computes the error columns over the finite outputs.
+#[test]
+fn apply_writes_and_counts_the_nan_of_ml_dtypes_overflow() {
+    shipped_plugins();
+    let input = work_dir().join("overflow.npy");
+    let output = work_dir().join("overflow-out.npy");
+    // float8_e4m3fn: 500 and -470 are beyond 464 (NaN); 463.9 rounds to 448;
+    // 0.1 to 0.1015625 (13/128); the rest are representable.
+    let x = [1.0f32, 500.0, -470.0, 0.1, 463.9, -2.0, 0.75, 3.0];
+    let want = [1.0f32, f32::NAN, f32::NAN, 0.1015625, 448.0, -2.0, 0.75, 3.0];
+    host::tensorio::write_npy(&input, &[2, 4], &x).unwrap();
+    let spec = "raw:dtype=e4m3,overflow=ml_dtypes";
+    let run = host(&["apply", "plugins/fp", "-f", spec, "-i", arg(&input), "-o", arg(&output), "--json"]);
+    run.expect_code(0);
+    assert!(run.stderr_lines().is_empty(), "{}", run.stderr);
+    let row = &run.json()[0];
+    assert_eq!(row["nonfinite"], 2, "{row}");
+    let y = &read_all(&output)[0].1;
+    assert_eq!(y.len(), 8);
+    for (i, (a, b)) in y.iter().zip(&want).enumerate() {
+        assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()), "element {i}: {a} vs {b}");
+    }
+    // Error columns over the six finite outputs.
+    let fin: Vec<(f64, f64)> =
+        x.iter().zip(&want).filter(|(_, w)| w.is_finite()).map(|(&a, &b)| (a as f64, b as f64)).collect();
+    let mse = fin.iter().map(|(a, b)| (b - a).powi(2)).sum::<f64>() / 6.0;
+    let ms = fin.iter().map(|(a, _)| a * a).sum::<f64>() / 6.0;
+    let close = |key: &str, v: f64| {
+        let got = num(row, key);
+        assert!((got - v).abs() <= 1e-6 * v.abs(), "{key}: {got} vs {v}");
+    };
+    close("mse", mse);
+    close("rel_mse", mse / ms);
+    close("sqnr_db", -10.0 * (mse / ms).log10());
+    close("max_abs_err", (463.9f32 as f64 - 448.0).abs());
+    // The table shows the column and says what the error columns cover.
+    let text = host(&["apply", "plugins/fp", "-f", spec, "-i", arg(&input)]);
+    text.expect_code(0);
+    assert!(text.stdout.contains("non-finite"), "{}", text.stdout);
+    assert!(text.stdout.contains("2 of 8 elements") && text.stdout.contains("over the finite outputs only"));
+    // Saturating (the default) gives no non-finite output, and no column.
+    let sat = host(&["apply", "plugins/fp", "-f", "raw:dtype=e4m3", "-i", arg(&input), "--json"]);
+    sat.expect_code(0);
+    assert_eq!(sat.json()[0]["nonfinite"], 0);
+    let sat = host(&["apply", "plugins/fp", "-f", "raw:dtype=e4m3", "-i", arg(&input)]);
+    assert!(!sat.stdout.contains("non-finite"), "{}", sat.stdout);
 }

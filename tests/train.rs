@@ -196,3 +196,72 @@ fn bad_input_stops_with_a_clear_message() {
     assert!(r.stderr.contains("became NaN at step"), "{}", r.stderr);
     assert!(nan.join("metrics.jsonl").exists() && nan.join("checkpoint.safetensors").exists());
 }
+
+/// Runs `exe train ...` (2 steps of bench-tiny with int4) in the folder `cwd` with
+/// `HOST_PLUGIN_PATH` set to `plugin_path` (or unset): (exit code, stderr).
+fn train_in(
+    exe: &std::path::Path,
+    cwd: &std::path::Path,
+    plugin_path: Option<&str>,
+    out: &std::path::Path,
+) -> (i32, String) {
+    let mut c = Command::new(exe);
+    c.args(["train", "--model", "bench-tiny", "--format", "int4", "--steps", "2", "--eval-windows", "4", "--json"])
+        .args(["--out", arg(out)])
+        .current_dir(cwd)
+        .env_remove("HOST_PLUGIN_PATH");
+    if let Some(p) = plugin_path {
+        c.env("HOST_PLUGIN_PATH", p);
+    }
+    let o = c.output().expect("run host");
+    (o.status.code().expect("exit code"), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// Without `--plugins`, `host train` looks in `./plugins`, else next to its executable, then in
+/// `HOST_PLUGIN_PATH`; when nothing loads, the one error line names every place it looked in.
+#[test]
+fn plugins_are_found_from_another_folder() {
+    shipped_plugins();
+    let d = scratch("elsewhere");
+    let cwd = d.join("work");
+    std::fs::create_dir_all(&cwd).unwrap();
+    // From a folder without `plugins/`: the libraries next to the binary (target/<profile>).
+    let (code, err) = train_in(&host_exe(), &cwd, None, &d.join("run1"));
+    assert_eq!(code, 0, "{err}");
+    assert!(d.join("run1/result.json").is_file());
+    // A copy of the binary in a folder without plugins: nothing loads, and the error says where
+    // it looked (./plugins, the executable's folder, each HOST_PLUGIN_PATH entry).
+    let bin = d.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let exe = bin.join(host_exe().file_name().unwrap());
+    std::fs::copy(host_exe(), &exe).unwrap();
+    let (missing, empty) = (d.join("missing"), d.join("empty"));
+    std::fs::create_dir_all(&empty).unwrap();
+    let var = format!("{}:{}", missing.display(), empty.display());
+    let (code, err) = train_in(&exe, &cwd, Some(&var), &d.join("run2"));
+    assert_eq!(code, 1, "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    for needle in [
+        "host: error: no plugin could be loaded; looked in plugins (in the current folder): no such file or folder",
+        &format!("{} (next to the host executable): no plugin libraries", bin.display()),
+        &format!("{} (HOST_PLUGIN_PATH): no such file or folder", missing.display()),
+        &format!("{} (HOST_PLUGIN_PATH): no plugin libraries", empty.display()),
+        "cargo build --release",
+    ] {
+        assert!(lines[0].contains(needle), "`{needle}` missing from:\n{err}");
+    }
+    // The same copy with the built libraries' folder in HOST_PLUGIN_PATH.
+    let profile = host_exe().parent().unwrap().to_path_buf();
+    let var = format!("{}:{}", missing.display(), profile.display());
+    let (code, err) = train_in(&exe, &cwd, Some(&var), &d.join("run3"));
+    assert_eq!(code, 0, "{err}");
+    // From the repository root, `./plugins` (crates whose libraries are in target/) is used.
+    let (code, err) = train_in(&exe, &root(), None, &d.join("run4"));
+    assert_eq!(code, 0, "{err}");
+    let r1: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("run1/result.json")).unwrap()).unwrap();
+    let r4: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("run4/result.json")).unwrap()).unwrap();
+    assert_eq!(num(&r1, "val_loss"), num(&r4, "val_loss"), "the same plugin gives the same run");
+}

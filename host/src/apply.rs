@@ -10,6 +10,15 @@
 //!   which is measured at unit variance);
 //! - `sqnr_db`: 10 log10(mean of x^2 / mse) = -10 log10(rel_mse);
 //! - `max_abs_err`: the largest |y - x|;
+//! - `nonfinite`: how many outputs are NaN or infinite. A format may produce
+//!   them on purpose (the raw casts with `overflow = "ml_dtypes"` give NaN or
+//!   inf beyond the type's range, exactly as ml_dtypes does): they are written
+//!   to `--output` as they are and counted here, and `mse`, `rel_mse`,
+//!   `sqnr_db` and `max_abs_err` are over the elements whose output is finite
+//!   (mean square of x over the same elements); the table then gets a
+//!   `non-finite` column and a note saying so. An error over every element
+//!   would be NaN or infinite and say nothing about the values in range;
+//!   the count says how many left it;
 //! - `clipped`: fraction of elements whose gradient mask is 0, i.e. that the
 //!   format saturated (formats that write no mask report 0);
 //! - `zeroed`: fraction of the nonzero inputs whose output is exactly 0
@@ -43,6 +52,13 @@ use crate::tensorio::{self, Tensor};
 
 /// `host apply`.
 #[derive(Args, Debug)]
+#[command(after_help = "Columns (JSON keys in brackets): MSE [mse] = mean of (y - x)^2; rel MSE [rel_mse] = MSE / \
+    mean of x^2 (compare with GMSE); SQNR dB [sqnr_db] = -10 log10(rel MSE); max |err| [max_abs_err]; clipped = \
+    fraction with gradient mask 0; zeroed = fraction of nonzero inputs that became exactly 0; non-finite \
+    [nonfinite] = how many outputs are NaN or inf. A format may give NaN or inf on purpose (raw casts with \
+    overflow = \"ml_dtypes\", e.g. -f 'raw:dtype=e4m3,overflow=ml_dtypes', beyond the type's range): such \
+    outputs are written to --output as they are and counted, and MSE, rel MSE, SQNR and max |err| are computed \
+    over the finite outputs only (the table then shows the non-finite column and says so).")]
 pub struct ApplyArgs {
     /// Plugin libraries, folders of them, plugin crates, or folders of crates (e.g. `plugins/`).
     #[arg(required = true)]
@@ -91,6 +107,8 @@ pub struct Row {
     pub sqnr_db: f64,
     /// Largest absolute error.
     pub max_abs_err: f64,
+    /// Outputs that are NaN or infinite (the error columns are over the others).
+    pub nonfinite: u64,
     /// Fraction of elements with gradient mask 0.
     pub clipped: f64,
     /// Fraction of nonzero inputs whose output is exactly 0.
@@ -104,6 +122,7 @@ struct Sums {
     squared_error: f64,
     squared_input: f64,
     max_abs_err: f64,
+    nonfinite: u64,
     masked: u64,
     nonzero: u64,
     zeroed: u64,
@@ -116,6 +135,7 @@ impl Sums {
         self.squared_error += o.squared_error;
         self.squared_input += o.squared_input;
         self.max_abs_err = self.max_abs_err.max(o.max_abs_err);
+        self.nonfinite += o.nonfinite;
         self.masked += o.masked;
         self.nonzero += o.nonzero;
         self.zeroed += o.zeroed;
@@ -124,7 +144,7 @@ impl Sums {
 
     fn row(&self, tensor: &str, shape: Vec<usize>, format: &str) -> Row {
         let n = self.elements as f64;
-        let mse = self.squared_error / n;
+        let mse = self.squared_error / (self.elements - self.nonfinite) as f64;
         let rel_mse = self.squared_error / self.squared_input;
         Row {
             tensor: tensor.into(),
@@ -136,19 +156,29 @@ impl Sums {
             rel_mse,
             sqnr_db: -10.0 * rel_mse.log10(),
             max_abs_err: self.max_abs_err,
+            nonfinite: self.nonfinite,
             clipped: self.masked as f64 / n,
             zeroed: if self.nonzero > 0 { self.zeroed as f64 / self.nonzero as f64 } else { 0.0 },
         }
     }
 }
 
-/// Compares input and output (and mask).
+/// Compares input and output (and mask); errors over the finite outputs.
 fn sums(x: &[f32], y: &[f32], mask: &[f32], bits: f64) -> Sums {
     let mut s = Sums { elements: x.len() as u64, bits: bits * x.len() as f64, ..Sums::default() };
-    s.squared_error = crate::engine::squared_error(x, y);
-    s.squared_input = x.iter().map(|&v| v as f64 * v as f64).sum();
+    s.nonfinite = y.iter().filter(|v| !v.is_finite()).count() as u64;
+    if s.nonfinite == 0 {
+        s.squared_error = crate::engine::squared_error(x, y);
+        s.squared_input = x.iter().map(|&v| v as f64 * v as f64).sum();
+    } else {
+        let (fx, fy): (Vec<f32>, Vec<f32>) = x.iter().zip(y).filter(|(_, b)| b.is_finite()).unzip();
+        s.squared_error = crate::engine::squared_error(&fx, &fy);
+        s.squared_input = fx.iter().map(|&v| v as f64 * v as f64).sum();
+    }
     for (&a, &b) in x.iter().zip(y) {
-        s.max_abs_err = s.max_abs_err.max((b as f64 - a as f64).abs());
+        if b.is_finite() {
+            s.max_abs_err = s.max_abs_err.max((b as f64 - a as f64).abs());
+        }
         if a != 0.0 {
             s.nonzero += 1;
             if b == 0.0 {
@@ -175,15 +205,12 @@ fn apply_one(p: &Prepared, x: &[f32], shape: Shape, seed: u64) -> Result<(Sums, 
     if y.len() != x.len() || mask.len() != x.len() {
         return Err(format!("returned {} values and {} mask values for {} inputs", y.len(), mask.len(), x.len()));
     }
-    if let Some(i) = y.iter().position(|v| !v.is_finite()) {
-        return Err(format!("produced a non-finite value ({}) at element {i}", y[i]));
-    }
     Ok((sums(x, &y, &mask, bits), y, mask))
 }
 
-fn fmt_row(r: &Row) -> Vec<String> {
+fn fmt_row(r: &Row, nonfinite: bool) -> Vec<String> {
     let shape = r.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x");
-    vec![
+    let mut cells = vec![
         r.tensor.clone(),
         if shape.is_empty() { "-".into() } else { shape },
         format!("{:.4}", r.bits_per_element),
@@ -193,7 +220,11 @@ fn fmt_row(r: &Row) -> Vec<String> {
         sci(r.max_abs_err, 4),
         format!("{:.4}%", 100.0 * r.clipped),
         format!("{:.4}%", 100.0 * r.zeroed),
-    ]
+    ];
+    if nonfinite {
+        cells.push(r.nonfinite.to_string());
+    }
+    cells
 }
 
 /// Runs `host apply`.
@@ -290,14 +321,25 @@ pub fn run(a: ApplyArgs, verbose: bool) -> Result<(), String> {
         file.display(),
         a.seed
     );
-    let mut body: Vec<Vec<String>> = rows.iter().map(fmt_row).collect();
+    let nonfinite = total.nonfinite > 0;
+    let mut body: Vec<Vec<String>> = rows.iter().map(|r| fmt_row(r, nonfinite)).collect();
     if rows.len() > 1 {
-        let mut r = fmt_row(&total.row("(total)", vec![], &p.spec));
+        let mut r = fmt_row(&total.row("(total)", vec![], &p.spec), nonfinite);
         r[1] = format!("{} el.", total.elements);
         body.push(r);
     }
-    let headers = ["tensor", "shape", "bits", "MSE", "rel MSE", "SQNR dB", "max |err|", "clipped", "zeroed"];
+    let mut headers = vec!["tensor", "shape", "bits", "MSE", "rel MSE", "SQNR dB", "max |err|", "clipped", "zeroed"];
+    if nonfinite {
+        headers.push("non-finite");
+    }
     print!("{}", table(&headers, &body));
+    if nonfinite {
+        println!(
+            "# non-finite: outputs that are NaN or inf ({} of {} elements; written to --output as they are); \
+             MSE, rel MSE, SQNR and max |err| are over the finite outputs only.",
+            total.nonfinite, total.elements
+        );
+    }
     println!("# rel MSE = MSE / mean square of the tensor (compare with GMSE); SQNR dB = -10 log10(rel MSE);");
     println!("# clipped: gradient mask 0 (saturated); zeroed: nonzero inputs that became exactly 0.");
     if rows.len() > 1 {
@@ -335,5 +377,30 @@ mod tests {
         assert!((r.rel_mse - (se + 1.0) / (ss + 8.0)).abs() < 1e-12);
         assert!((r.bits_per_element - (6.0 * 4.25 + 16.0) / 8.0).abs() < 1e-12);
         assert_eq!(r.max_abs_err, 1.0);
+        assert_eq!(r.nonfinite, 0);
+    }
+
+    /// NaN and inf outputs are counted; the error columns are over the others.
+    #[test]
+    fn nonfinite_outputs_are_counted_and_left_out_of_the_error() {
+        let x = [1.0f32, 500.0, -2.0, 70000.0, 0.5];
+        let y = [1.0f32, f32::NAN, -1.5, f32::INFINITY, 0.0];
+        let s = sums(&x, &y, &[1.0; 5], 8.0);
+        let r = s.row("w", vec![5], "raw");
+        assert_eq!(r.nonfinite, 2);
+        assert_eq!(r.elements, 5);
+        let (se, ss) = (0.25 + 0.25, 1.0 + 4.0 + 0.25);
+        assert_eq!(r.mse, se / 3.0);
+        assert!((r.rel_mse - se / ss).abs() < 1e-15);
+        assert_eq!(r.max_abs_err, 0.5);
+        assert_eq!(r.zeroed, 1.0 / 5.0);
+        let mut t = Sums::default();
+        t.add(&s);
+        t.add(&sums(&[2.0], &[f32::NEG_INFINITY], &[1.0], 8.0));
+        let r = t.row("(total)", vec![], "raw");
+        assert_eq!((r.nonfinite, r.elements), (3, 6));
+        assert_eq!(r.mse, se / 3.0);
+        // Every output non-finite: no error to report (null in JSON).
+        assert!(sums(&[1.0], &[f32::NAN], &[1.0], 8.0).row("w", vec![1], "raw").mse.is_nan());
     }
 }

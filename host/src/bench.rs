@@ -7,7 +7,6 @@
 //! slow result can be attributed, and the engine on all formats at once
 //! (common random numbers: one sampled tensor serves every format).
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -100,9 +99,8 @@ fn run_train(a: &BenchArgs, preset: &str, verbose: bool) -> Result<(), String> {
     use trainer::data::{Data, Source};
     use trainer::train::{TrainOptions, Trainer};
     let cfg = trainer::model::preset(preset)?;
-    let paths = if a.paths.is_empty() { vec![PathBuf::from("plugins")] } else { a.paths.clone() };
     let specs = if a.formats.is_empty() { vec!["int4-absmax-g32".to_string()] } else { a.formats.clone() };
-    let libs = load(&paths, verbose);
+    let libs = crate::cli::load_or_search(&a.paths, verbose)?;
     let data = Data::open(&Source::parse("synthetic")?)?;
     let tokens = (cfg.batch * cfg.ctx) as f64;
     let mut out = Vec::new();

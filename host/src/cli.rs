@@ -147,10 +147,12 @@ pub struct RankArgs {
     /// Order by capacity (`rho`), capacity per bit (`rho-per-bit`, equal memory), or predicted `loss`.
     #[arg(long, value_enum, default_value_t = By::Rho)]
     pub by: By,
-    /// Non-embedding parameters N for `--by loss`.
+    /// Non-embedding parameters N of the predicted loss (with --tokens): needed by `--by loss`;
+    /// with another `--by`, the predicted loss is shown beside the ranking (`loss` column,
+    /// `predicted_loss` in JSON and CSV).
     #[arg(long, value_name = "N")]
     pub params: Option<f64>,
-    /// Training tokens D for `--by loss`.
+    /// Training tokens D of the predicted loss (with --params).
     #[arg(long, value_name = "D")]
     pub tokens: Option<f64>,
     /// Law: a law file (TOML; see `host law`) or the name of a shipped law (`host law --list`).
@@ -186,7 +188,7 @@ pub struct BenchArgs {
     pub paths: Vec<PathBuf>,
     /// Time training instead: tokens/s of this model preset (e.g. `bench-tiny`), plain and with
     /// each `-f` format on the weights (default int4-absmax-g32), per thread count. Paths default
-    /// to `plugins`.
+    /// to the plugin search places of `host train`.
     #[arg(long, value_name = "PRESET")]
     pub train: Option<String>,
     /// Training steps timed per configuration (after one warm-up step); the median is reported.
@@ -228,9 +230,15 @@ pub fn warn(msg: impl std::fmt::Display) {
     crate::diag::warn(msg);
 }
 
-/// Loads the plugins at `paths`, printing one line per failure.
+/// Loads the plugins at `paths`, printing one line per failure (and per stale build).
 pub fn load(paths: &[PathBuf], verbose: bool) -> Vec<Loaded> {
-    let found = loader::discover(paths);
+    load_found(loader::discover(paths), verbose)
+}
+
+fn load_found(found: loader::Found, verbose: bool) -> Vec<Loaded> {
+    for w in &found.warnings {
+        warn(w);
+    }
     let (ok, bad) = loader::load_all(&found.files);
     for f in found.failures.iter().chain(&bad) {
         crate::diag::fail(f);
@@ -239,6 +247,33 @@ pub fn load(paths: &[PathBuf], verbose: bool) -> Vec<Loaded> {
         }
     }
     ok
+}
+
+/// Loads the plugins at `paths` (`--plugins`), or, when none are given, from the default search
+/// places ([`loader::default_places`]: `./plugins` if it exists, else next to the host
+/// executable, then `HOST_PLUGIN_PATH`). An error when nothing loads, naming every place looked in.
+pub fn load_or_search(paths: &[PathBuf], verbose: bool) -> Result<Vec<Loaded>, String> {
+    if !paths.is_empty() {
+        let libs = load(paths, verbose);
+        if libs.is_empty() {
+            return Err(format!(
+                "no plugin could be loaded from {} (build them with `cargo build --release`, or use --plugins PATH)",
+                paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        return Ok(libs);
+    }
+    let searched = loader::search(&loader::default_places());
+    let libs = load_found(searched.found, verbose);
+    if libs.is_empty() {
+        return Err(format!(
+            "no plugin could be loaded; looked in {} (build them with `cargo build --release`, set {} to folders \
+             of plugin libraries, or pass --plugins PATH)",
+            searched.looked.join("; "),
+            loader::PLUGIN_PATH_VAR
+        ));
+    }
+    Ok(libs)
 }
 
 /// A format ready to measure.
@@ -339,14 +374,8 @@ pub fn measure_specs(
     threads: Option<usize>,
     verbose: bool,
 ) -> Result<Measured, String> {
-    let libs = load(paths, verbose);
-    if libs.is_empty() {
-        return Err(format!(
-            "formats {} need their GMSE measured, but no plugin could be loaded from {} (use --plugins PATH)",
-            specs.join(", "),
-            paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        ));
-    }
+    let libs = load_or_search(paths, verbose)
+        .map_err(|e| format!("formats {} need their GMSE measured, but {e}", specs.join(", ")))?;
     measure_loaded(&libs, specs, threads)
 }
 
@@ -428,11 +457,12 @@ fn run_rank(a: RankArgs, verbose: bool) -> Result<(), String> {
         Some(p) => Law::load(p)?,
         None => Law::default_law(),
     };
-    let budget = match (a.by, a.params, a.tokens) {
-        (By::Loss, Some(n), Some(d)) => Some(Budget { params: n, tokens: d }),
-        (By::Loss, _, _) => return Err("--by loss needs --params N and --tokens D".into()),
-        (_, Some(n), Some(d)) => Some(Budget { params: n, tokens: d }),
-        _ => None,
+    let budget = match (a.params, a.tokens) {
+        (Some(n), Some(d)) => Some(rank_budget(n, d)?),
+        (Some(_), None) => return Err("--params needs --tokens D too (the predicted loss needs both)".into()),
+        (None, Some(_)) => return Err("--tokens needs --params N too (the predicted loss needs both)".into()),
+        (None, None) if a.by == By::Loss => return Err("--by loss needs --params N and --tokens D".into()),
+        (None, None) => None,
     };
     if a.target_rse.is_nan() || a.target_rse <= 0.0 {
         return Err(format!("--target-rse must be positive (got {})", a.target_rse));
@@ -529,6 +559,7 @@ fn run_rank(a: RankArgs, verbose: bool) -> Result<(), String> {
         return Err("every format failed; nothing to rank".into());
     }
     let rows = rank::rank(entries, &law, a.by, budget);
+    warn_few_tensors(&rows, &dist, m.shape);
     if let Some(p) = &a.plot {
         crate::rankplot::write(&rows, p)?;
         eprintln!("host: wrote {}", p.display());
@@ -556,7 +587,13 @@ fn run_rank(a: RankArgs, verbose: bool) -> Result<(), String> {
             law.name,
             law.description
         );
-        print!("{}", output::ranking_table(&rows, a.by == By::Loss));
+        if let Some(b) = budget {
+            println!(
+                "# loss: predicted loss at N = {:e} non-embedding parameters, D = {:e} training tokens",
+                b.params, b.tokens
+            );
+        }
+        print!("{}", output::ranking_table(&rows));
         println!("# front: on the Pareto front of (bits, GMSE); vs LM: GMSE / Lloyd-Max GMSE at the same bits;");
         println!("# P(>next): probability that the format truly ranks above the next one (paired tensors).");
         for r in rows.iter().filter(|r| r.rho_product.is_some()) {
@@ -575,6 +612,40 @@ fn run_rank(a: RankArgs, verbose: bool) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The budget of `--params N --tokens D`, both positive and finite.
+fn rank_budget(params: f64, tokens: f64) -> Result<Budget, String> {
+    for (name, v) in [("--params", params), ("--tokens", tokens)] {
+        if !(v.is_finite() && v > 0.0) {
+            return Err(format!("{name} must be a positive number (got {v})"));
+        }
+    }
+    Ok(Budget { params, tokens })
+}
+
+/// One warning line (not a failure) naming the formats whose standard error rests on fewer
+/// than [`rank::FEW_TENSORS`] tensors.
+fn warn_few_tensors(rows: &[rank::Row], dist: &crate::dist::Dist, shape: Shape) {
+    let few: Vec<String> = rows
+        .iter()
+        .filter(|r| r.tensors < rank::FEW_TENSORS)
+        .map(|r| format!("{} ({})", r.format, r.tensors))
+        .collect();
+    if few.is_empty() {
+        return;
+    }
+    const SHOWN: usize = 6;
+    let more = if few.len() > SHOWN { format!(" and {} more", few.len() - SHOWN) } else { String::new() };
+    let samples = dist.samples_in(rank::FEW_TENSORS as u64, shape);
+    warn(format!(
+        "the standard error of {} rests on fewer than {} tensors (column `tensors`): {}{more}; \
+         their ± and P(>next) are rough; --samples {samples} measures {} tensors each",
+        if few.len() == 1 { "1 format".to_string() } else { format!("{} formats", few.len()) },
+        rank::FEW_TENSORS,
+        few[..few.len().min(SHOWN)].join(", "),
+        rank::FEW_TENSORS
+    ));
 }
 
 fn progress_bar(len: u64) -> Option<indicatif::ProgressBar> {

@@ -49,16 +49,29 @@ pub fn sci(v: f64, digits: usize) -> String {
     format!("{:.*e}", digits.saturating_sub(1), v)
 }
 
-/// The ranking as a human-readable table.
-pub fn ranking_table(rows: &[Row], show_loss: bool) -> String {
-    let mut headers =
-        vec!["rank", "format", "family", "bits", "GMSE ± se", "rho ± err", "rho/bit", "vs LM", "front", "P(>next)"];
+/// The ranking as a human-readable table (with a `loss` column when the rows have a
+/// predicted loss).
+pub fn ranking_table(rows: &[Row]) -> String {
+    let show_loss = rows.iter().any(|r| r.predicted_loss.is_some());
+    let mut headers = vec![
+        "rank",
+        "format",
+        "family",
+        "bits",
+        "GMSE ± se",
+        "tensors",
+        "rho ± err",
+        "rho/bit",
+        "vs LM",
+        "front",
+        "P(>next)",
+    ];
     if show_loss {
-        headers.insert(7, "loss");
+        headers.insert(8, "loss");
     }
     let law_ci = rows.iter().any(|r| r.rho_law_ci68.is_some());
     if law_ci {
-        headers.insert(6, "rho 68 % (law)");
+        headers.insert(7, "rho 68 % (law)");
     }
     let body: Vec<Vec<String>> = rows
         .iter()
@@ -70,6 +83,7 @@ pub fn ranking_table(rows: &[Row], show_loss: bool) -> String {
                 if r.family_fallback { format!("{}*", r.family) } else { r.family.clone() },
                 format!("{:.3}", r.bits_per_element),
                 format!("{} ± {}{}", sci(r.gmse, 5), sci(r.gmse_stderr, 2), if r.reached_target { "" } else { " !" }),
+                r.tensors.to_string(),
                 format!("{:.4} ± {:.4}", r.rho, err),
                 format!("{:.4}", r.rho_per_bit),
                 format!("{:.3}", r.gmse_vs_lloyd_max),
@@ -77,10 +91,10 @@ pub fn ranking_table(rows: &[Row], show_loss: bool) -> String {
                 r.confidence_vs_next.map(|c| format!("{:.1}%", 100.0 * c)).unwrap_or_default(),
             ];
             if show_loss {
-                cells.insert(7, r.predicted_loss.map(|l| format!("{l:.4}")).unwrap_or_default());
+                cells.insert(8, r.predicted_loss.map(|l| format!("{l:.4}")).unwrap_or_default());
             }
             if law_ci {
-                cells.insert(6, r.rho_law_ci68.map(|(a, b)| format!("[{a:.4}, {b:.4}]")).unwrap_or_default());
+                cells.insert(7, r.rho_law_ci68.map(|(a, b)| format!("[{a:.4}, {b:.4}]")).unwrap_or_default());
             }
             cells
         })
@@ -95,7 +109,7 @@ fn csv_field(s: &str) -> String {
 /// The ranking as CSV (one row per format; the bit breakdown as `what=bits;...`).
 pub fn ranking_csv(rows: &[Row]) -> String {
     let mut out = String::from(
-        "rank,format,plugin,kind,family,bits_per_element,bits_breakdown,gmse,gmse_stderr,samples,reached_target,rho,rho_low,rho_high,rho_per_bit,lloyd_max_gmse,gmse_vs_lloyd_max,pareto,predicted_loss,confidence_vs_next,rho_law_lo68,rho_law_hi68,rho_law_lo95,rho_law_hi95\n",
+        "rank,format,plugin,kind,family,bits_per_element,bits_breakdown,gmse,gmse_stderr,samples,tensors,reached_target,rho,rho_low,rho_high,rho_per_bit,lloyd_max_gmse,gmse_vs_lloyd_max,pareto,predicted_loss,confidence_vs_next,rho_law_lo68,rho_law_hi68,rho_law_lo95,rho_law_hi95\n",
     );
     let opt = |v: Option<f64>| v.map(|x| format!("{x:e}")).unwrap_or_default();
     for r in rows {
@@ -111,6 +125,7 @@ pub fn ranking_csv(rows: &[Row]) -> String {
             format!("{:e}", r.gmse),
             format!("{:e}", r.gmse_stderr),
             r.samples.to_string(),
+            r.tensors.to_string(),
             r.reached_target.to_string(),
             format!("{}", r.rho),
             format!("{}", r.rho_low),

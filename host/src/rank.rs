@@ -19,7 +19,12 @@ pub enum By {
     Loss,
 }
 
-/// The model size and data for `By::Loss`.
+/// Standard errors from fewer tensors than this are flagged (`host rank` warns): with `n`
+/// tensors the standard error is itself uncertain by about `1/sqrt(2(n-1))` (27 % at 8).
+pub const FEW_TENSORS: usize = 16;
+
+/// The model size and data of the predicted loss (`By::Loss` orders by it; with the other
+/// orderings it is shown beside them).
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
     /// Non-embedding parameters.
@@ -99,6 +104,9 @@ pub struct Row {
     pub gmse_stderr: f64,
     /// Samples (elements) measured.
     pub samples: u64,
+    /// Tensors measured: the standard error (and `confidence_vs_next`) rests on this many
+    /// per-tensor values.
+    pub tensors: usize,
     /// Whether the target relative standard error was reached.
     pub reached_target: bool,
     /// Capacity.
@@ -120,7 +128,7 @@ pub struct Row {
     pub gmse_vs_lloyd_max: f64,
     /// On the Pareto front of (bits, GMSE).
     pub pareto: bool,
-    /// Predicted loss (when ranking by loss).
+    /// Predicted loss at the budget given (`--params N --tokens D`), whatever the ordering.
     pub predicted_loss: Option<f64>,
     /// Probability that this format truly ranks above the next one.
     pub confidence_vs_next: Option<f64>,
@@ -226,6 +234,7 @@ pub fn rank(entries: Vec<Entry>, law: &Law, by: By, budget: Option<Budget>) -> V
             gmse: e.m.gmse,
             gmse_stderr: e.m.stderr,
             samples: e.m.samples,
+            tensors: e.m.per_tensor.len(),
             reached_target: e.m.reached_target,
             rho,
             rho_low: fam.capacity.rho(e.m.gmse + e.m.stderr),
@@ -236,7 +245,7 @@ pub fn rank(entries: Vec<Entry>, law: &Law, by: By, budget: Option<Budget>) -> V
             lloyd_max_gmse: lm,
             gmse_vs_lloyd_max: e.m.gmse / lm,
             pareto: pareto[i],
-            predicted_loss: budget.filter(|_| by == By::Loss).map(|b| law.loss(b.params, b.tokens, rho)),
+            predicted_loss: budget.map(|b| law.loss(b.params, b.tokens, rho)),
             confidence_vs_next: order.get(pos + 1).and_then(|&j| confidence(e, &entries[j])),
             parts: e
                 .parts
@@ -306,5 +315,24 @@ mod tests {
             None,
         );
         assert_eq!(rows[0].format, "c");
+    }
+
+    /// A budget gives the predicted loss whatever the ordering; the order stays that of `by`.
+    #[test]
+    fn predicted_loss_beside_any_ordering() {
+        let law = Law::default_law();
+        let b = Budget { params: 1e8, tokens: 1e10 };
+        let entries = || vec![entry("a", 4.0, vec![0.011, 0.0112, 0.0111]), entry("c", 3.0, vec![0.04, 0.041, 0.0405])];
+        for by in [By::Rho, By::RhoPerBit, By::Loss] {
+            let rows = rank(entries(), &law, by, Some(b));
+            for r in &rows {
+                let want = law.loss(1e8, 1e10, law.rho("scalar", r.gmse));
+                assert_eq!(r.predicted_loss, Some(want), "{by:?} {}", r.format);
+                assert_eq!(r.tensors, 3);
+            }
+            let names: Vec<_> = rows.iter().map(|r| r.format.as_str()).collect();
+            assert_eq!(names, if by == By::RhoPerBit { ["c", "a"] } else { ["a", "c"] }, "{by:?}");
+        }
+        assert!(rank(entries(), &law, By::Rho, None).iter().all(|r| r.predicted_loss.is_none()));
     }
 }

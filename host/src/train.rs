@@ -25,7 +25,7 @@ use trainer::data::{Data, Source};
 use trainer::model::{self, ModelConfig};
 use trainer::train::TrainOptions;
 
-use crate::cli::{load, prepare_one, with_threads};
+use crate::cli::{load_or_search, prepare_one, with_threads};
 use crate::format::HostFormat;
 use crate::law::Law;
 
@@ -80,8 +80,10 @@ pub struct TrainArgs {
     /// Write a checkpoint every this many steps (and at the end).
     #[arg(long, default_value_t = 100)]
     pub checkpoint_every: u64,
-    /// Plugins providing the formats.
-    #[arg(long, value_name = "PATH", default_value = "plugins")]
+    /// Plugins providing the formats (repeatable). Default: `./plugins` if that folder exists,
+    /// else the folder holding the host executable (where `cargo build --release` puts the
+    /// plugin libraries), then the folders in HOST_PLUGIN_PATH (colon-separated).
+    #[arg(long, value_name = "PATH")]
     pub plugins: Vec<PathBuf>,
     /// Law for the rho of the formats in the record: a law file or a shipped law's name
     /// (default: the built-in law).
@@ -331,13 +333,7 @@ pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
     let (w_comp, a_comp, w_facts, a_facts) = if is_none(&a.format) && is_none(&a.act_format) {
         (None, None, FormatFacts::default(), FormatFacts::default())
     } else {
-        let libs = load(&a.plugins, verbose);
-        if libs.is_empty() {
-            return Err(format!(
-                "no plugin could be loaded from {} (build them with `cargo build --release`, or use --plugins PATH)",
-                a.plugins.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-            ));
-        }
+        let libs = load_or_search(&a.plugins, verbose)?;
         let ashapes = vec![
             ("attention and MLP inputs".to_string(), cfg.batch * cfg.ctx, cfg.d_model),
             ("MLP w2 input".to_string(), cfg.batch * cfg.ctx, cfg.d_hidden),

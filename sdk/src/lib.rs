@@ -23,7 +23,14 @@
 //! [`rows`] (row and group iteration), [`round`] (round-to-nearest-even and
 //! seeded stochastic rounding), [`hadamard`] (blocked Hadamard rotation) and
 //! [`gauss`] (exact Gaussian integrals, Lloyd-Max grids). [`testing`] is the
-//! conformance kit every plugin runs in a one-line test.
+//! conformance kit every plugin runs in a one-line test:
+//! [`testing::check_kind`] checks every preset, the default parameters and,
+//! for each integer parameter that declares its valid values
+//! (`#[range(2..=8)]` in [`params!`], which also makes the reader refuse
+//! values outside), the format built across that range;
+//! [`testing::check_kind_with`] adds parameter sets of your choice
+//! (`check_kind_with::<K>(&["bits = 6", "bits = 2, group = 32"])`), e.g.
+//! combinations of parameters that the presets do not reach.
 //!
 //! ## A complete plugin
 //!
@@ -48,6 +55,7 @@
 //!     /// Parameters of the toy format.
 //!     pub struct ToyParams {
 //!         /// Bits per element (2..=8).
+//!         #[range(2..=8)]
 //!         bits: u32 = 4,
 //!     }
 //! }
@@ -142,9 +150,10 @@
 //!
 //! sdk::export_plugin!(name: "toy", kinds: [ToyKind, RotatedKind]);
 //!
-//! // The conformance kit, as the plugin's own test would call it:
+//! // The conformance kit, as the plugin's own test would call it (bits 2..=8
+//! // are each built and checked, from the declared range):
 //! sdk::testing::check_kind::<ToyKind>();
-//! sdk::testing::check_kind::<RotatedKind>();
+//! sdk::testing::check_kind_with::<RotatedKind>(&["bits = 3"]);
 //! ```
 #![deny(missing_docs)]
 

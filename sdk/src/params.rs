@@ -2,7 +2,10 @@
 //!
 //! Declare parameters with [`params!`](macro@crate::params); the macro writes the
 //! struct, its `Default`, and a strict reader that rejects unknown keys and
-//! names the key whose value is bad.
+//! names the key whose value is bad. An integer parameter may declare its valid
+//! range (`#[range(1..=16)]`): the reader then refuses values outside it, and
+//! the conformance kit ([`crate::testing::check_kind`]) builds and checks the
+//! format at values across it.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +26,18 @@ pub struct ParamInfo {
     pub doc: String,
 }
 
+/// The valid values of an integer parameter, `min..=max`, as declared with
+/// `#[range(MIN..=MAX)]` in [`params!`](macro@crate::params).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParamRange {
+    /// The parameter's key.
+    pub name: &'static str,
+    /// Smallest valid value.
+    pub min: i128,
+    /// Largest valid value.
+    pub max: i128,
+}
+
 /// A typed parameter set. Implemented by [`params!`](macro@crate::params); rarely by hand.
 pub trait Params: Sized + Default + Send + Sync + 'static {
     /// Reads the parameters from `table`, with defaults for missing keys.
@@ -32,6 +47,10 @@ pub trait Params: Sized + Default + Send + Sync + 'static {
     fn to_table(&self) -> Table;
     /// Names, types, defaults and docs of every parameter.
     fn infos() -> Vec<ParamInfo>;
+    /// The declared ranges of integer parameters (none by default).
+    fn ranges() -> Vec<ParamRange> {
+        Vec::new()
+    }
 }
 
 /// A format without parameters.
@@ -60,6 +79,16 @@ pub fn read_value<T: serde::de::DeserializeOwned>(name: &str, value: &Value) -> 
     })
 }
 
+/// Refuses `value` outside `min..=max`; used by the code [`params!`](macro@crate::params) writes.
+#[doc(hidden)]
+pub fn check_range(name: &str, value: i128, min: i128, max: i128) -> Result<()> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::param(name, format!("must be {min}..={max} (got {value})")))
+    }
+}
+
 /// Writes one value as TOML; used by the code [`params!`](macro@crate::params) writes.
 #[doc(hidden)]
 pub fn write_value<T: Serialize>(value: &T) -> Value {
@@ -68,11 +97,18 @@ pub fn write_value<T: Serialize>(value: &T) -> Value {
 
 /// Declares a parameter struct: fields with types, defaults and doc comments.
 ///
+/// An integer field may declare its valid values with `#[range(MIN..=MAX)]`
+/// after its doc comment: values outside are refused with an error naming
+/// the key, and [`check_kind`](crate::testing::check_kind) builds the format
+/// at values across the range (see there). Constraints that depend on other
+/// parameters still belong in `Kind::build`.
+///
 /// ```
 /// sdk::params! {
 ///     /// Parameters of my format.
 ///     pub struct MyParams {
-///         /// Bits per element.
+///         /// Bits per element (2..=8).
+///         #[range(2..=8)]
 ///         bits: u32 = 4,
 ///         /// Values sharing one scale (0 = whole row).
 ///         group: usize = 0,
@@ -84,6 +120,10 @@ pub fn write_value<T: Serialize>(value: &T) -> Value {
 /// assert_eq!((p.bits, p.group), (3, 0));
 /// let bad: sdk::params::Table = toml::from_str("bitz = 3").unwrap();
 /// assert!(MyParams::from_table(&bad).unwrap_err().to_string().contains("`bitz`"));
+/// let out: sdk::params::Table = toml::from_str("bits = 9").unwrap();
+/// let e = MyParams::from_table(&out).unwrap_err().to_string();
+/// assert!(e.contains("`bits`") && e.contains("2..=8"), "{e}");
+/// assert_eq!(MyParams::ranges()[0].name, "bits");
 /// ```
 #[macro_export]
 macro_rules! params {
@@ -92,6 +132,7 @@ macro_rules! params {
         $vis:vis struct $name:ident {
             $(
                 $(#[doc = $doc:literal])*
+                $(#[range($min:literal ..= $max:literal)])?
                 $field:ident : $ty:ty = $default:expr
             ),* $(,)?
         }
@@ -117,7 +158,10 @@ macro_rules! params {
                 let mut p = <Self as ::core::default::Default>::default();
                 for (key, value) in table {
                     match key.as_str() {
-                        $(stringify!($field) => p.$field = $crate::params::read_value(key, value)?,)*
+                        $(stringify!($field) => {
+                            p.$field = $crate::params::read_value(key, value)?;
+                            $($crate::params::check_range(key, p.$field as i128, $min, $max)?;)?
+                        })*
                         _ => return Err($crate::Error::UnknownParam {
                             name: key.clone(),
                             known: vec![$(stringify!($field).to_string()),*],
@@ -140,6 +184,12 @@ macro_rules! params {
                     default: $crate::params::write_value(&d.$field).to_string(),
                     doc: [$($doc),*].iter().map(|s: &&str| s.trim()).collect::<Vec<_>>().join(" "),
                 }),*]
+            }
+            fn ranges() -> Vec<$crate::params::ParamRange> {
+                #[allow(unused_mut)]
+                let mut r = Vec::new();
+                $($(r.push($crate::params::ParamRange { name: stringify!($field), min: $min, max: $max });)?)*
+                r
             }
         }
     };

@@ -22,9 +22,13 @@
 //! assert_eq!(sdk::testing::gmse(&*f, Shape::new(4, 64), 1), 0.0);
 //! ```
 //!
-//! [`check_kind`] runs [`check_format`] on every preset of a kind and on its
-//! default parameters; a failure panics with a message naming the preset and
-//! what is wrong.
+//! [`check_kind`] runs [`check_format`] on every preset of a kind, on its
+//! default parameters and across the declared range of each integer
+//! parameter (`#[range(1..=16)]` in [`params!`](macro@crate::params));
+//! [`check_kind_with`] adds parameter sets of the author's choice
+//! (`check_kind_with::<K>(&["bits = 6", "bits = 2, group = 32"])`). A
+//! failure panics with a message naming the preset or parameters and what is
+//! wrong.
 
 use std::ops::Range;
 
@@ -196,31 +200,157 @@ pub fn preset<K: Kind>(name: &str) -> Box<dyn Format> {
     build::<K>(p.params).unwrap_or_else(|e| panic!("preset `{name}` ({}) does not build: {e}", p.params))
 }
 
-/// Runs [`check_format`] on every preset of `K` and on its default
-/// parameters, and checks that preset names are unique and that parameters
-/// survive a round trip through TOML.
+/// Runs [`check_format`] on every preset of `K`, on its default parameters
+/// and across the declared range of each integer parameter, and checks that
+/// preset names are unique and that parameters survive a round trip through
+/// TOML. The same as [`check_kind_with`] with no extra parameter sets.
 ///
 /// # Panics
-/// With a message naming the preset and the failed check.
+/// With a message naming the preset or parameters and the failed check.
 pub fn check_kind<K: Kind>() {
+    check_kind_with::<K>(&[] as &[&str]);
+}
+
+/// Most values of one declared range that [`check_kind_with`] builds.
+pub const RANGE_VALUES: usize = 64;
+
+/// The values of `min..=max` that [`check_kind_with`] builds: every value
+/// when there are at most [`RANGE_VALUES`], else [`RANGE_VALUES`] values
+/// spread evenly from `min` to `max` (both included).
+pub fn range_values(min: i128, max: i128) -> Vec<i128> {
+    if max < min {
+        return Vec::new();
+    }
+    let n = max - min + 1;
+    let k = RANGE_VALUES as i128;
+    if n <= k {
+        return (min..=max).collect();
+    }
+    let mut v: Vec<i128> = (0..k).map(|i| min + i * (n - 1) / (k - 1)).collect();
+    v.dedup();
+    v
+}
+
+/// [`check_kind`] plus parameter sets of the author's choice, each written
+/// as a TOML inline-table body (`"bits = 6"`, `"bits = 2, group = 32"`);
+/// keys left out take their defaults.
+///
+/// Checked, each with [`check_format`] (which names the preset or the
+/// parameters in its failure message):
+/// - every preset (names unique, parameters parse, are accepted and survive
+///   a TOML round trip) and the default parameters;
+/// - every parameter set in `extra`, which must parse, be accepted and build;
+/// - for each integer parameter that declares a range in
+///   [`params!`](macro@crate::params) (`#[range(1..=16)]`), the format built
+///   at each value of [`range_values`] (every value of a range of at most
+///   [`RANGE_VALUES`]) with the other parameters at their defaults: each
+///   must build; and the values just outside the range must be refused with
+///   an error (not a panic).
+///
+/// A range is a promise that every value in it builds with the other
+/// parameters at their defaults; constraints between parameters (e.g. a
+/// rule that needs `bits >= 2`) are the author's to test through `extra`.
+///
+/// ```
+/// # use sdk::*;
+/// sdk::params! {
+///     /// Parameters.
+///     pub struct P {
+///         /// Bits (1..=8).
+///         #[range(1..=8)]
+///         bits: u32 = 4,
+///         /// Group (0 = row).
+///         group: usize = 0,
+///     }
+/// }
+/// # struct Id;
+/// # impl Format for Id {
+/// #     fn compress(&self, t: Tensor<'_>) -> Result<()> { t.output.copy_from_slice(t.input); Ok(()) }
+/// #     fn bits(&self, _: Shape) -> Bits { Bits::elements(32.0) }
+/// # }
+/// struct K;
+/// impl Kind for K {
+///     type Params = P;
+///     const NAME: &'static str = "k";
+///     const DOC: &'static str = "identity with parameters";
+///     const PRESETS: &'static [Preset] = &[];
+///     fn build(_: P) -> Result<Box<dyn Format>> { Ok(Box::new(Id)) }
+/// }
+/// // Builds bits = 1..=8 (the declared range) and the two extra sets.
+/// sdk::testing::check_kind_with::<K>(&["bits = 6", "bits = 2, group = 32"]);
+/// ```
+///
+/// # Panics
+/// With a message naming the preset or parameters and the failed check.
+pub fn check_kind_with<K: Kind>(extra: &[impl AsRef<str>]) {
     let mut names: Vec<&str> = K::PRESETS.iter().map(|p| p.name).collect();
     names.sort_unstable();
     if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
         panic!("kind `{}`: preset `{}` is declared twice", K::NAME, w[0]);
     }
-    for p in K::PRESETS {
-        let what = format!("preset `{}` of kind `{}` ({})", p.name, K::NAME, p.params);
-        let table = parse_inline_table(p.params).unwrap_or_else(|e| panic!("{what}: parameters do not parse: {e}"));
+    let check_params = |what: &str, params: &str| {
+        let table = parse_inline_table(params).unwrap_or_else(|e| panic!("{what}: parameters do not parse: {e}"));
         let params = K::Params::from_table(&table).unwrap_or_else(|e| panic!("{what}: parameters rejected: {e}"));
         if let Err(e) = K::Params::from_table(&params.to_table()) {
             panic!("{what}: parameters do not survive a TOML round trip: {e}");
         }
-        let f = K::build(params).unwrap_or_else(|e| panic!("{what}: does not build: {e}"));
-        check_format(&what, &*f);
+        named(what, || {
+            let f = K::build(params).unwrap_or_else(|e| panic!("{what}: does not build: {e}"));
+            check_format(what, &*f);
+        });
+    };
+    for p in K::PRESETS {
+        check_params(&format!("preset `{}` of kind `{}` ({})", p.name, K::NAME, p.params), p.params);
     }
     let what = format!("kind `{}` with default parameters", K::NAME);
-    let f = K::build(K::Params::default()).unwrap_or_else(|e| panic!("{what}: does not build: {e}"));
-    check_format(&what, &*f);
+    named(&what, || {
+        let f = K::build(K::Params::default()).unwrap_or_else(|e| panic!("{what}: does not build: {e}"));
+        check_format(&what, &*f);
+    });
+    for params in extra {
+        let params = params.as_ref();
+        check_params(&format!("kind `{}` with parameters `{params}`", K::NAME), params);
+    }
+    for r in K::Params::ranges() {
+        let (name, min, max) = (r.name, r.min, r.max);
+        if max < min {
+            panic!("kind `{}`: parameter `{name}` declares the empty range {min}..={max}", K::NAME);
+        }
+        for v in range_values(min, max) {
+            let what = format!("kind `{}` with `{name} = {v}` (declared range {min}..={max})", K::NAME);
+            check_params(&what, &format!("{name} = {v}"));
+        }
+        for v in [min - 1, max + 1] {
+            let built = std::panic::catch_unwind(|| {
+                let table = parse_inline_table(&format!("{name} = {v}")).ok()?;
+                let p = K::Params::from_table(&table).ok()?;
+                Some(K::build(p).is_ok())
+            });
+            match built {
+                Err(_) => panic!(
+                    "kind `{}`: `{name} = {v}` (outside {min}..={max}) panicked instead of being refused",
+                    K::NAME
+                ),
+                Ok(Some(true)) => {
+                    panic!("kind `{}`: `{name} = {v}` is outside the declared range {min}..={max} but builds", K::NAME)
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// Runs `f`; a panic whose message does not name `what` (a panic inside the
+/// plugin's own code) is raised again with `what` in front.
+fn named(what: &str, f: impl FnOnce()) {
+    if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
+        match msg {
+            Some(m) if m.contains(what) => std::panic::resume_unwind(e),
+            Some(m) => panic!("{what}: panicked: {m}"),
+            None => panic!("{what}: panicked"),
+        }
+    }
 }
 
 /// Checks one built format; `name` goes into failure messages.
@@ -490,6 +620,84 @@ mod tests {
         let e = backward(&Clip, &x[..10], &g, shape, 0, None).unwrap_err().to_string();
         assert!(e.contains("4x64") && e.contains("input 10"), "{e}");
         check_format("clip", &Clip);
+    }
+
+    crate::params! {
+        /// Parameters of the kinds that break at `bits = 6`.
+        pub struct SixParams {
+            /// Bits (1..=16).
+            #[range(1..=16)]
+            bits: u32 = 4,
+            /// Group (0 = row).
+            group: usize = 0,
+        }
+    }
+    crate::params! {
+        /// The same without a declared range.
+        pub struct SixParamsNoRange {
+            /// Bits.
+            bits: u32 = 4,
+            /// Group (0 = row).
+            group: usize = 0,
+        }
+    }
+    /// Panics when built with `bits = 6` (a table sized for powers of two, say).
+    fn six(bits: u32) -> Result<Box<dyn Format>> {
+        assert!(bits != 6, "index out of bounds: the len is 6 but the index is 6");
+        Ok(Box::new(Clip))
+    }
+    struct SixKind;
+    impl Kind for SixKind {
+        type Params = SixParams;
+        const NAME: &'static str = "six";
+        const DOC: &'static str = "panics at bits = 6";
+        const PRESETS: &'static [Preset] = &[Preset::new("six4", "bits = 4", "fine")];
+        fn build(p: SixParams) -> Result<Box<dyn Format>> {
+            six(p.bits)
+        }
+    }
+    struct SixNoRangeKind;
+    impl Kind for SixNoRangeKind {
+        type Params = SixParamsNoRange;
+        const NAME: &'static str = "six-no-range";
+        const DOC: &'static str = "panics at bits = 6";
+        const PRESETS: &'static [Preset] = &[Preset::new("six4", "bits = 4", "fine")];
+        fn build(p: SixParamsNoRange) -> Result<Box<dyn Format>> {
+            six(p.bits)
+        }
+    }
+
+    #[test]
+    fn declared_ranges_and_extra_sets_catch_a_panic_at_bits_6() {
+        // The presets and defaults alone (bits = 4) miss it: the declared range finds it.
+        let e = panic_message(check_kind::<SixKind>);
+        assert!(e.contains("kind `six` with `bits = 6` (declared range 1..=16)"), "{e}");
+        // Without a range, presets and defaults pass; an extra set finds it.
+        check_kind::<SixNoRangeKind>();
+        check_kind_with::<SixNoRangeKind>(&["bits = 5", "bits = 7, group = 32"]);
+        let e = panic_message(|| check_kind_with::<SixNoRangeKind>(&["bits = 2, group = 32", "bits = 6"]));
+        assert!(e.contains("kind `six-no-range` with parameters `bits = 6`"), "{e}");
+        // Extra sets must be accepted.
+        let e = panic_message(|| check_kind_with::<SixNoRangeKind>(&["bitz = 6"]));
+        assert!(e.contains("`bitz = 6`") && e.contains("parameters rejected"), "{e}");
+        // The range is enforced by the reader.
+        let e = build::<SixKind>("bits = 17").err().unwrap().to_string();
+        assert!(e.contains("`bits`") && e.contains("1..=16") && e.contains("got 17"), "{e}");
+        assert_eq!(SixParams::ranges(), [crate::params::ParamRange { name: "bits", min: 1, max: 16 }]);
+        assert!(SixParamsNoRange::ranges().is_empty());
+    }
+
+    #[test]
+    fn range_values_cover_small_ranges_and_spread_over_large_ones() {
+        assert_eq!(range_values(1, 16), (1..=16).collect::<Vec<_>>());
+        assert_eq!(range_values(-2, 2), [-2, -1, 0, 1, 2]);
+        assert_eq!(range_values(3, 3), [3]);
+        assert!(range_values(3, 2).is_empty());
+        let v = range_values(0, 1 << 20);
+        assert_eq!(v.len(), RANGE_VALUES);
+        assert_eq!((v[0], v[RANGE_VALUES - 1]), (0, 1 << 20));
+        assert!(v.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(range_values(0, 64).len(), RANGE_VALUES); // 65 values: spread, both ends kept
     }
 
     #[test]

@@ -13,7 +13,8 @@ to regenerate them, never to build or test.
 
 How to run (from the repository root):
 
-    pip install ml_dtypes==0.6.0 numpy        # the files were made with 0.6.0, numpy 2.4
+    pip install ml_dtypes==0.7.0 numpy        # the files were made with 0.7.0, numpy 2.4
+                                              # (0.5.x-0.6.0 differ only in E8M0 of f32 subnormals)
     python3 tools/golden/generate.py               # a few seconds
     python3 tools/golden/generate.py --exhaustive  # also checks the breakpoints against a
                                                    # scan of all 2^32 inputs (about 15 CPU-minutes)

@@ -81,8 +81,10 @@ pub struct FitArgs {
     /// logistic10), with its data, method and bootstrap samples.
     #[arg(long, value_name = "FILE.toml")]
     pub write_law: Option<PathBuf>,
-    /// Plugins for measuring formats given only as SPECs.
-    #[arg(long, value_name = "PATH", default_value = "plugins")]
+    /// Plugins for measuring formats given only as SPECs (repeatable). Default: `./plugins` if
+    /// that folder exists, else the folder holding the host executable, then the folders in
+    /// HOST_PLUGIN_PATH (colon-separated).
+    #[arg(long, value_name = "PATH")]
     pub plugins: Vec<PathBuf>,
 }
 

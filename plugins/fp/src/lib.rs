@@ -201,7 +201,7 @@ sdk::params! {
     pub struct RawParams {
         /// Type cast to: "e2m1", "e2m3", "e3m2", "e4m3", "e5m2" or "e8m0" (ml_dtypes' float4_e2m1fn, float6_e2m3fn, float6_e3m2fn, float8_e4m3fn, float8_e5m2, float8_e8m0fnu).
         dtype: String = "e4m3".to_string(),
-        /// Overflow: "saturate" (to the largest finite value; E8M0 keeps the sign beside its code and maps 0 to 2^-127) or "ml_dtypes" (exactly ml_dtypes: NaN or inf beyond the range, NaN for E8M0 of x <= 0; the host rejects non-finite outputs).
+        /// Overflow: "saturate" (to the largest finite value; E8M0 keeps the sign beside its code and maps 0 to 2^-127) or "ml_dtypes" (exactly ml_dtypes: NaN or inf beyond the range, NaN for E8M0 of x <= 0; `host apply` writes and counts these, `host rank` refuses them: a GMSE would be NaN or inf).
         overflow: String = "saturate".to_string(),
     }
 }

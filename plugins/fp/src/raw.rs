@@ -1,6 +1,6 @@
 //! Raw casts `f32 -> T -> f32` that agree bit for bit with ml_dtypes
 //! (checked against golden files made by `tools/golden/generate.py` with
-//! ml_dtypes 0.6.0, which include every breakpoint of each cast).
+//! ml_dtypes 0.7.0, which include every breakpoint of each cast).
 //!
 //! What ml_dtypes does, per type (round to nearest, ties to even, unless said):
 //!
@@ -17,8 +17,10 @@
 //! inputs and `+-0` give NaN. A normal `f32` rounds to the nearest power of
 //! two in linear space with ties *up* (`1.5 -> 2`, `3 -> 4`: the exponent
 //! is incremented when the leading fraction bit is set, not ties-to-even);
-//! `f32` subnormals (below `2^-126`) go *up*: `(0, 2^-127] -> 2^-127`,
-//! `(2^-127, 2^-126) -> 2^-126`.
+//! `f32` subnormals (below `2^-126`) follow the same rule: `(0, 1.5 *
+//! 2^-127) -> 2^-127`, `[1.5 * 2^-127, 2^-126) -> 2^-126`. (ml_dtypes 0.5.0
+//! to 0.6.0 sent every subnormal above `2^-127` up to `2^-126`; 0.7.0 rounds
+//! them to nearest like the normal numbers, and so does this cast.)
 //!
 //! For the element types, values below half the smallest subnormal flush
 //! to a zero of the input's sign (the tie at exactly half goes to zero).
@@ -238,8 +240,8 @@ impl RawCast {
         let a = bits & 0x7FFF_FFFF;
         // Normal inputs: the exponent goes up when the leading fraction bit is set (ties up).
         let normal = (a + 0x0040_0000) & 0x7F80_0000;
-        // Subnormal inputs go up: (0, 2^-127] -> 2^-127, above -> 2^-126.
-        let sub = if a <= 0x0040_0000 { 0x0040_0000 } else { 0x0080_0000 };
+        // Subnormal inputs, nearest with ties up: (0, 1.5 * 2^-127) -> 2^-127, from 1.5 * 2^-127 -> 2^-126.
+        let sub = if a < 0x0060_0000 { 0x0040_0000 } else { 0x0080_0000 };
         let r = if a < 0x0080_0000 { sub } else { normal };
         match self.overflow {
             Overflow::MlDtypes => {
@@ -369,6 +371,41 @@ mod tests {
             }
             assert_eq!(bad, 0, "{}: {bad} sweep inputs disagree", ty.name());
         }
+    }
+
+    /// E8M0 of `f32` subnormal inputs, as ml_dtypes 0.7.0 gives them
+    /// (`np.array([x], np.float32).astype(float8_e8m0fnu).astype(np.float32)`,
+    /// values written down by hand from that call): nearest power of two,
+    /// ties up, never below `2^-127`. `8.816206e-39` (bits `005fffff`, just
+    /// under `1.5 * 2^-127`) once gave `2^-126`.
+    #[test]
+    fn e8m0_of_f32_subnormals_as_ml_dtypes() {
+        let (lo, hi) = (5.877472e-39f32, 1.1754944e-38f32); // 2^-127, 2^-126
+        assert_eq!((lo.to_bits(), hi.to_bits()), (0x0040_0000, 0x0080_0000));
+        let cases: [(u32, f32); 11] = [
+            (0x0000_0001, lo), // 1e-45, the smallest subnormal
+            (0x0020_0000, lo), // 2^-128
+            (0x003f_ffff, lo),
+            (0x0040_0000, lo), // 2^-127 itself
+            (0x0040_0001, lo),
+            (0x005a_827a, lo), // sqrt(2) * 2^-127 (log-space midpoint)
+            (0x005f_ffff, lo), // 8.816206e-39
+            (0x0060_0000, hi), // 1.5 * 2^-127: the tie goes up
+            (0x0060_0001, hi),
+            (0x007f_ffff, hi), // the largest subnormal
+            (0x0080_0000, hi), // 2^-126, the smallest normal
+        ];
+        let exact = RawCast::new(RawType::E8M0, Overflow::MlDtypes);
+        let sat = RawCast::new(RawType::E8M0, Overflow::Saturate);
+        for (bits, want) in cases {
+            let x = f32::from_bits(bits);
+            assert_eq!(exact.cast(x).to_bits(), want.to_bits(), "e8m0({x:e} = {bits:08x})");
+            // Saturating: the same code, the sign kept beside it.
+            assert_eq!(sat.cast(x).to_bits(), want.to_bits(), "saturating e8m0({x:e})");
+            assert_eq!(sat.cast(-x).to_bits(), (-want).to_bits(), "saturating e8m0({:e})", -x);
+            assert!(exact.cast(-x).is_nan(), "e8m0({:e}) must be NaN (negative)", -x);
+        }
+        assert_eq!(f32::from_bits(0x005f_ffff), 8.816206e-39);
     }
 
     /// A single-ulp change of any expected output is detected.

@@ -29,6 +29,7 @@ sdk::params! {
     /// Parameters of symmetric INT-k.
     pub struct IntParams {
         /// Bits per element (1..=16).
+        #[range(1..=16)]
         bits: u32 = 4,
         /// Scale rule: "rms" (QuEST: mid-rise grid, outer level k_b times the RMS), "absmax" (mid-tread grid, the largest magnitude maps to the top level; bits >= 2), or "mse" (mid-tread grid, MSE-searched step; bits >= 2).
         rule: String = "rms".to_string(),
@@ -38,7 +39,8 @@ sdk::params! {
         hadamard: bool = false,
         /// Seeded stochastic rounding instead of round-to-nearest-even.
         stochastic: bool = false,
-        /// Bits counted for each stored scale.
+        /// Bits counted for each stored scale (0..=64).
+        #[range(0..=64)]
         scale_bits: u32 = 16,
     }
 }
@@ -305,31 +307,37 @@ mod tests {
     use super::*;
     use sdk::testing::{self, build, estimate_on, gaussian, gaussian_tensors, preset, run};
 
+    /// Presets, defaults, `bits` 1..=16 and `scale_bits` 0..=64 (the declared
+    /// ranges, each with the other parameters at their defaults), and the
+    /// options in combination: every rule at every bit count it accepts,
+    /// groups, Hadamard, stochastic rounding.
     #[test]
     fn conformance() {
-        testing::check_kind::<IntKind>();
-    }
-
-    #[test]
-    fn conformance_of_options() {
-        for params in [
-            "bits = 3, rule = \"mse\", group = 64",
-            "bits = 4, hadamard = true",
-            "bits = 2, stochastic = true, group = 16",
-            "bits = 4, rule = \"absmax\", stochastic = true, hadamard = true, group = 32",
-            "bits = 16",
-            "bits = 8, rule = \"absmax\", group = 100",
-        ] {
-            let f = build::<IntKind>(params).unwrap();
-            testing::check_format(params, &*f);
+        let mut sets: Vec<String> = vec![
+            "bits = 3, rule = \"mse\", group = 64".into(),
+            "bits = 4, hadamard = true".into(),
+            "bits = 2, stochastic = true, group = 16".into(),
+            "bits = 4, rule = \"absmax\", stochastic = true, hadamard = true, group = 32".into(),
+            "bits = 8, rule = \"absmax\", group = 100".into(),
+        ];
+        for bits in 1..=16 {
+            sets.push(format!("bits = {bits}, group = 32, hadamard = true"));
+            if bits >= 2 {
+                sets.push(format!("bits = {bits}, rule = \"absmax\""));
+                sets.push(format!("bits = {bits}, rule = \"mse\", group = 64"));
+            }
         }
+        testing::check_kind_with::<IntKind>(&sets);
     }
 
     #[test]
     fn bad_parameters() {
         let e = build::<IntKind>("bits = 1, rule = \"absmax\"").err().unwrap().to_string();
         assert!(e.contains("`bits`") && e.contains("rms"), "{e}");
-        assert!(build::<IntKind>("bits = 17").is_err());
+        for bad in ["bits = 17", "bits = 0", "scale_bits = 65"] {
+            let e = build::<IntKind>(bad).err().unwrap().to_string();
+            assert!(e.contains(&format!("`{}`", bad.split(' ').next().unwrap())) && e.contains("..="), "{bad}: {e}");
+        }
         assert!(build::<IntKind>("rule = \"minmax\"").err().unwrap().to_string().contains("`rule`"));
         assert!(build::<IntKind>("bitz = 3").err().unwrap().to_string().contains("`bitz`"));
     }
