@@ -651,11 +651,7 @@ fn predicted_loss_beside_any_ordering_and_tensor_counts() {
     let text = with(&["--params", "1e8", "--tokens", "1e10"]);
     text.expect_code(0);
     let lines: Vec<&str> = text.stdout.lines().collect();
-    assert!(
-        lines
-            .iter()
-            .any(|l| *l == "# loss: predicted loss at N = 1e8 non-embedding parameters, D = 1e10 training tokens")
-    );
+    assert!(lines.contains(&"# loss: predicted loss at N = 1e8 non-embedding parameters, D = 1e10 training tokens"));
     let header = lines.iter().find(|l| l.starts_with("rank ")).unwrap();
     let cols: Vec<&str> = header.split_whitespace().collect();
     assert!(cols.contains(&"loss") && cols.contains(&"tensors"), "{header}");

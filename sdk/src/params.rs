@@ -186,10 +186,7 @@ macro_rules! params {
                 }),*]
             }
             fn ranges() -> Vec<$crate::params::ParamRange> {
-                #[allow(unused_mut)]
-                let mut r = Vec::new();
-                $($(r.push($crate::params::ParamRange { name: stringify!($field), min: $min, max: $max });)?)*
-                r
+                vec![$($($crate::params::ParamRange { name: stringify!($field), min: $min, max: $max },)?)*]
             }
         }
     };
