@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::{arg, host, host_env, host_exe, root, shipped_plugins, target_dir};
 
 /// Lease expiry of the runs here (seconds): a killed run's lease expires this soon, not after
@@ -327,39 +327,43 @@ fn launchers_for_slurm_kubernetes_and_parallel() {
     assert!(s.stdout.lines().any(|l| l.starts_with("exec /") && l.ends_with(&run_cmd)), "{}", s.stdout);
     assert!(res.join("logs").is_dir());
 
-    // Kubernetes: checked with a line-based reading of the YAML (no YAML crate): every
-    // required key at its indentation, in order, with its value.
-    let k = host(&["sweep", "emit", "k8s", arg(&exp), "--results", arg(&res), "--parallelism", "3"]);
+    // Kubernetes: refused without shared storage (the pods would point at this machine's
+    // paths), one line saying what to set; with --pvc, the manifest parsed as YAML.
+    let bare = host(&["sweep", "emit", "k8s", arg(&exp), "--results", arg(&res)]);
+    bare.expect_code(1);
+    let lines = bare.stderr_lines();
+    assert!(lines.len() == 1 && lines[0].contains("--pvc NAME") && lines[0].contains("--host-path"), "{}", bare.stderr);
+    let k = host(&["sweep", "emit", "k8s", arg(&exp), "--results", arg(&res), "--parallelism", "3", "--pvc", "sweeps"]);
     k.expect_code(0);
-    let yaml: Vec<&str> = k.stdout.lines().filter(|l| !l.trim_start().starts_with('#')).collect();
-    let mut at = 0;
-    for want in [
-        "apiVersion: batch/v1",
-        "kind: Job",
-        "metadata:",
-        "  name: sweep-emit-test",
-        "spec:",
-        "  completionMode: Indexed",
-        "  completions: 4",
-        "  parallelism: 3",
-        "  template:",
-        "    spec:",
-        "      restartPolicy: Never",
-        "      containers:",
-        "        - name: sweep",
-    ] {
-        let found = yaml[at..].iter().position(|l| *l == want);
-        assert!(found.is_some(), "`{want}` missing (after line {at}) in\n{}", k.stdout);
-        at += found.unwrap() + 1;
-    }
-    assert!(yaml.iter().any(|l| l.trim_start().starts_with("backoffLimit: ")));
-    // Indentation is spaces only, by two.
-    assert!(yaml.iter().all(|l| !l.contains('\t') && (l.len() - l.trim_start().len()) % 2 == 0));
-    let command = yaml.iter().find(|l| l.trim_start().starts_with("command: [")).expect("command line");
-    let list: Vec<String> =
-        serde_json::from_str(command.trim_start().trim_start_matches("command: ")).expect("command is a flow list");
+    let y: serde_json::Value =
+        serde_norway::from_str(&k.stdout).unwrap_or_else(|e| panic!("not YAML: {e}\n{}", k.stdout));
+    assert_eq!((&y["apiVersion"], &y["kind"]), (&json!("batch/v1"), &json!("Job")));
+    assert_eq!(y["metadata"]["name"], "sweep-emit-test");
+    let spec = &y["spec"];
+    assert_eq!(
+        (&spec["completionMode"], &spec["completions"], &spec["parallelism"]),
+        (&json!("Indexed"), &json!(4), &json!(3))
+    );
+    assert!(spec["backoffLimit"].is_u64(), "{spec}");
+    let pod = &spec["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Never");
+    let c = &pod["containers"][0];
+    assert_eq!(c["name"], "sweep");
+    let list: Vec<String> = serde_json::from_value(c["command"].clone()).expect("command is a list of strings");
     assert_eq!(list[1..], ["sweep", "run", arg(&exp_abs), "--results", arg(&res_abs)]);
     assert!(Path::new(&list[0]).is_absolute());
+    // The working folder (this one, where the relative paths were resolved) is the PVC's mount.
+    let cwd = root().canonicalize().unwrap();
+    assert_eq!(c["workingDir"], arg(&cwd));
+    assert_eq!(c["volumeMounts"], json!([{"name": "work", "mountPath": arg(&cwd)}]));
+    assert_eq!(pod["volumes"], json!([{"name": "work", "persistentVolumeClaim": {"claimName": "sweeps"}}]));
+    let h = host(&["sweep", "emit", "k8s", arg(&exp), "--results", arg(&res), "--host-path"]);
+    h.expect_code(0);
+    let y: serde_json::Value = serde_norway::from_str(&h.stdout).unwrap();
+    assert_eq!(
+        y["spec"]["template"]["spec"]["volumes"][0]["hostPath"],
+        json!({"path": arg(&cwd), "type": "Directory"})
+    );
 
     let p = host(&["sweep", "emit", "parallel", arg(&exp), "--results", arg(&res), "--parallelism", "2"]);
     p.expect_code(0);

@@ -1,7 +1,10 @@
 //! Launch scripts for a planned sweep: a Slurm array script, a Kubernetes
 //! Indexed Job and a GNU parallel command line. Each task runs
 //! `host sweep run EXP --results DIR`, which picks its job(s) from the
-//! scheduler's index; every path is absolute.
+//! scheduler's index; every path is absolute. The Kubernetes pods see those
+//! paths only on shared storage mounted at the same place: `--pvc NAME` (a
+//! PersistentVolumeClaim) or `--host-path` (the nodes' own folder) is
+//! required.
 
 use std::path::Path;
 
@@ -44,10 +47,16 @@ pub struct EmitOptions {
     /// Kubernetes: container image holding `host` and the plugins.
     #[arg(long, default_value = "host:latest")]
     pub image: String,
-    /// Kubernetes: a PersistentVolumeClaim mounted at the working folder (the results folder
-    /// must be shared by every pod).
-    #[arg(long, value_name = "NAME")]
+    /// Kubernetes: a PersistentVolumeClaim holding the working folder, mounted in every pod at
+    /// the same absolute path (the experiment, plugins and results folder must be shared by
+    /// every pod). `emit k8s` needs this or --host-path.
+    #[arg(long, value_name = "NAME", conflicts_with = "host_path")]
     pub pvc: Option<String>,
+    /// Kubernetes: mount the node's own working folder (a hostPath volume at the same absolute
+    /// path) instead of a PVC: for a single-node cluster on this machine (kind with that folder
+    /// mounted, minikube, k3s) or nodes that all mount one shared file system there.
+    #[arg(long)]
+    pub host_path: bool,
     /// Kubernetes: retries of the whole Job (`backoffLimit`).
     #[arg(long, default_value_t = 6)]
     pub backoff_limit: usize,
@@ -161,6 +170,13 @@ pub fn emit(target: Target, m: &Manifest, o: &EmitOptions, cwd: &Path) -> Result
             )
         }
         Target::K8s => {
+            if o.pvc.is_none() && !o.host_path {
+                return Err(format!(
+                    "emit k8s: the pods need {cwd_s} (experiment, plugins, results) on storage they share: \
+                     pass --pvc NAME (a PersistentVolumeClaim holding it, mounted at that path) or --host-path \
+                     (each node's own {cwd_s}: a single-node cluster, or a shared file system mounted there)"
+                ));
+            }
             let mem = match o.mem.strip_suffix(['G', 'M', 'K']) {
                 Some(num) => format!("{num}{}i", &o.mem[o.mem.len() - 1..]),
                 None => o.mem.clone(),
@@ -170,7 +186,7 @@ pub fn emit(target: Target, m: &Manifest, o: &EmitOptions, cwd: &Path) -> Result
                 "# Sweep `{}`: {n} jobs, one per completion index (host sweep run reads JOB_COMPLETION_INDEX).\n",
                 m.name
             );
-            s += "# The results folder must be on storage shared by every pod (see --pvc).\n";
+            s += "# Every pod mounts the working folder at the same absolute path (--pvc or --host-path).\n";
             s += "apiVersion: batch/v1\n";
             s += "kind: Job\n";
             s += "metadata:\n";
@@ -197,14 +213,21 @@ pub fn emit(target: Target, m: &Manifest, o: &EmitOptions, cwd: &Path) -> Result
             s += "            requests:\n";
             s += &format!("              cpu: \"{}\"\n", o.cpus);
             s += &format!("              memory: {}\n", yq(&mem));
-            if let Some(pvc) = &o.pvc {
-                s += "          volumeMounts:\n";
-                s += "            - name: work\n";
-                s += &format!("              mountPath: {}\n", yq(&cwd_s));
-                s += "      volumes:\n";
-                s += "        - name: work\n";
-                s += "          persistentVolumeClaim:\n";
-                s += &format!("            claimName: {}\n", yq(pvc));
+            s += "          volumeMounts:\n";
+            s += "            - name: work\n";
+            s += &format!("              mountPath: {}\n", yq(&cwd_s));
+            s += "      volumes:\n";
+            s += "        - name: work\n";
+            match &o.pvc {
+                Some(pvc) => {
+                    s += "          persistentVolumeClaim:\n";
+                    s += &format!("            claimName: {}\n", yq(pvc));
+                }
+                None => {
+                    s += "          hostPath:\n";
+                    s += &format!("            path: {}\n", yq(&cwd_s));
+                    s += "            type: Directory\n";
+                }
             }
             s
         }

@@ -174,6 +174,11 @@ fn selection_from_flags_and_scheduler_environment() {
     assert!(select(5, &a, &slurm(&[("JOB_COMPLETION_INDEX", "x")])).unwrap_err().contains("not an index"));
 }
 
+/// A YAML document (one) as JSON values, through a maintained YAML parser.
+fn yaml(text: &str) -> serde_json::Value {
+    serde_norway::from_str(text).unwrap_or_else(|e| panic!("not YAML: {e}\n{text}"))
+}
+
 #[test]
 fn launchers_name_the_array_and_the_command() {
     let m = plan::Manifest {
@@ -204,6 +209,7 @@ fn launchers_name_the_array_and_the_command() {
         parallelism: 2,
         image: "img".into(),
         pvc: Some("shared".into()),
+        host_path: false,
         backoff_limit: 3,
         tasks: None,
         host_exe: Some("/bin/host".into()),
@@ -211,30 +217,60 @@ fn launchers_name_the_array_and_the_command() {
     let s = emit::emit(emit::Target::Slurm, &m, &o, Path::new("/w")).unwrap();
     assert!(s.contains("#SBATCH --array=0-2\n") && s.contains("#SBATCH --cpus-per-task=2\n"), "{s}");
     assert!(s.contains("exec /bin/host sweep run /w/e.toml --results /w/e.results\n"), "{s}");
+    // Kubernetes: the manifest parsed as YAML, checked field by field.
     let k = emit::emit(emit::Target::K8s, &m, &o, Path::new("/w")).unwrap();
-    for line in [
-        "apiVersion: batch/v1",
-        "kind: Job",
-        "  name: sweep-fp-vs-int",
-        "  completionMode: Indexed",
-        "  completions: 3",
-        "  parallelism: 2",
-        "      restartPolicy: Never",
-        "              memory: \"4Gi\"",
-        "            claimName: \"shared\"",
-    ] {
-        assert!(k.lines().any(|l| l == line), "missing `{line}` in\n{k}");
-    }
+    let y = yaml(&k);
+    assert_eq!(y["apiVersion"], "batch/v1");
+    assert_eq!(y["kind"], "Job");
+    assert_eq!(y["metadata"]["name"], "sweep-fp-vs-int");
+    let spec = &y["spec"];
+    assert_eq!(
+        (&spec["completionMode"], &spec["completions"], &spec["parallelism"], &spec["backoffLimit"]),
+        (&json!("Indexed"), &json!(3), &json!(2), &json!(3))
+    );
+    let pod = &spec["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Never");
+    let c = &pod["containers"][0];
+    assert_eq!((&c["name"], &c["image"], &c["workingDir"]), (&json!("sweep"), &json!("img"), &json!("/w")));
+    assert_eq!(c["command"], json!(["/bin/host", "sweep", "run", "/w/e.toml", "--results", "/w/e.results"]));
+    assert_eq!(
+        c["env"],
+        json!([{"name": "RAYON_NUM_THREADS", "value": "2"}, {"name": "SWEEP_TASK_COUNT", "value": "3"}])
+    );
+    assert_eq!(c["resources"]["requests"], json!({"cpu": "2", "memory": "4Gi"}));
+    assert_eq!(c["volumeMounts"], json!([{"name": "work", "mountPath": "/w"}]));
+    assert_eq!(pod["volumes"], json!([{"name": "work", "persistentVolumeClaim": {"claimName": "shared"}}]));
+    // --host-path: the node's own folder at the same path.
+    let hp = emit::EmitOptions { pvc: None, host_path: true, ..o.clone() };
+    let y = yaml(&emit::emit(emit::Target::K8s, &m, &hp, Path::new("/w")).unwrap());
+    let pod = &y["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"], json!([{"name": "work", "hostPath": {"path": "/w", "type": "Directory"}}]));
+    assert_eq!(pod["containers"][0]["volumeMounts"], json!([{"name": "work", "mountPath": "/w"}]));
+    // Neither: the pods would see this machine's paths on no storage; one line saying what to set.
+    let none = emit::EmitOptions { pvc: None, host_path: false, ..o.clone() };
+    let e = emit::emit(emit::Target::K8s, &m, &none, Path::new("/w")).unwrap_err();
+    assert!(e.contains("--pvc NAME") && e.contains("--host-path") && e.contains("/w") && !e.contains('\n'), "{e}");
+    // Names and strings that need quoting stay one YAML string each.
+    let odd =
+        emit::EmitOptions { image: "reg.io/host:v1 # not a comment".into(), pvc: Some("a: b".into()), ..o.clone() };
+    let odd_m = plan::Manifest { name: "x".into(), experiment: "/w/my exp: 1.toml".into(), ..m.clone() };
+    let y = yaml(&emit::emit(emit::Target::K8s, &odd_m, &odd, Path::new("/w d")).unwrap());
+    let pod = &y["spec"]["template"]["spec"];
+    assert_eq!(pod["containers"][0]["image"], "reg.io/host:v1 # not a comment");
+    assert_eq!(pod["containers"][0]["command"][3], "/w/my exp: 1.toml");
+    assert_eq!(pod["containers"][0]["workingDir"], "/w d");
+    assert_eq!(pod["volumes"][0]["persistentVolumeClaim"]["claimName"], "a: b");
     let p = emit::emit(emit::Target::Parallel, &m, &o, Path::new("/w")).unwrap();
     assert!(p.contains("seq 0 2 | parallel -j 2") && p.ends_with("--index {}\n"), "{p}");
     // Fewer tasks than jobs: shards.
     let o = emit::EmitOptions { tasks: Some(2), ..o };
     let s = emit::emit(emit::Target::Slurm, &m, &o, Path::new("/w")).unwrap();
     assert!(s.contains("#SBATCH --array=0-1\n"), "{s}");
-    let k = emit::emit(emit::Target::K8s, &m, &o, Path::new("/w")).unwrap();
-    assert!(
-        k.contains("  completions: 2\n") && k.contains("- name: SWEEP_TASK_COUNT\n              value: \"2\"\n"),
-        "{k}"
+    let y = yaml(&emit::emit(emit::Target::K8s, &m, &o, Path::new("/w")).unwrap());
+    assert_eq!(y["spec"]["completions"], 2);
+    assert_eq!(
+        y["spec"]["template"]["spec"]["containers"][0]["env"][1],
+        json!({"name": "SWEEP_TASK_COUNT", "value": "2"})
     );
     let p = emit::emit(emit::Target::Parallel, &m, &o, Path::new("/w")).unwrap();
     assert!(p.contains("seq 0 1 | parallel") && p.ends_with("--shard {}/2\n"), "{p}");
