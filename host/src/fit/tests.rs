@@ -12,9 +12,8 @@ const QUEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/data/quest
 
 /// The QuEST CSV (MIT, IST-DASLab/QuEST; shipped in examples/data/quest/ with its licence).
 fn quest_table() -> Table {
-    let text = std::fs::read_to_string(QUEST).unwrap_or_else(|e| {
-        panic!("{QUEST}: {e}. examples/data/quest/ ships the QuEST runs with the repository")
-    });
+    let text = std::fs::read_to_string(QUEST)
+        .unwrap_or_else(|e| panic!("{QUEST}: {e}. examples/data/quest/ ships the QuEST runs with the repository"));
     Table::from_csv(&text).unwrap()
 }
 
