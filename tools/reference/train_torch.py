@@ -17,7 +17,7 @@ can be checked against an independent implementation (llm.c style):
     10 % of the peak (trainer/src/optim.rs `lr_at`); batch 16 x 128; steps =
     ceil(tokens_per_param * non_embedding_params / 2048).
 
-Two modes:
+Three modes:
 
   --ref DIR   replay a run dumped by the Rust example `reference_dump` (same
               initial parameters, same batches, same validation windows) and
@@ -35,6 +35,15 @@ Two modes:
               when --ref is also given). This is the "different seed noise,
               same recipe" comparison.
 
+  --data DIR --eval-only CKPT
+              evaluate parameters (a `host train` checkpoint.safetensors or a
+              --save file) on the validation windows.
+
+With a corpus (--data or --full-val) the final model is also evaluated on
+every non-overlapping window of the validation split (3544 windows of 129
+bytes for Shakespeare), which has far less noise than the 64 windows that
+`host train` uses by default.
+
 Usage (from the repository root; Python 3.10+, torch 2.x CPU, numpy,
 safetensors; nothing here is needed to build or test the Rust workspace):
 
@@ -46,9 +55,21 @@ safetensors; nothing here is needed to build or test the Rust workspace):
     python3 tools/reference/train_torch.py --ref runs/ref-s0 --steps 50 --dtype float64
     python3 tools/reference/train_torch.py --data data/shakespeare --seed 0 \\
         --ref runs/ref-s0                                       # own init + batches
+    python3 tools/reference/train_torch.py --data data/shakespeare \\
+        --eval-only runs/lm-200k-none-s0/checkpoint.safetensors  # a host train run
 
 `--threads` (default 1) sets torch's intra-op threads; `--json FILE` writes
-the losses and the final validation loss.
+the losses and the final validation loss; `--golden FILE` (with --ref, best
+with --dtype float64) writes the golden file of trainer/tests/torch_reference.rs:
+
+    target/release/examples/reference_dump --model lm-50k --data synthetic \
+        --seed 0 --steps 12 --eval-windows 16 --out runs/gold --train
+    python3 tools/reference/train_torch.py --ref runs/gold --dtype float64 \
+        --golden trainer/tests/golden/torch_lm50k_synthetic.json
+
+PyTorch's CPU matrix products are not bit-reproducible from run to run (the
+BLAS may pick its kernels by buffer alignment), so two runs of the same seed
+can end a few 1e-4 apart; our trainer is bit-reproducible.
 """
 
 import argparse
@@ -251,11 +272,18 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--print-steps", type=int, default=10, help="print every step up to this one, then every 100")
     ap.add_argument("--json", help="write losses and the validation loss to this file")
+    ap.add_argument("--full-val", metavar="CORPUS", help="also evaluate on every non-overlapping window of the "
+                    "validation split of this corpus folder (default: --data)")
+    ap.add_argument("--save", help="write the final parameters to this safetensors file")
+    ap.add_argument("--eval-only", metavar="CKPT", help="only evaluate these parameters (a safetensors file: "
+                    "--save output, or a host train checkpoint.safetensors) on --data's validation windows")
     ap.add_argument("--golden", help="(with --ref) write the golden file of trainer/tests/torch_reference.rs: "
                     "per-step loss, gradient norm, lr, final validation loss, per-tensor sum and sum of squares")
     a = ap.parse_args()
     if not a.ref and not a.data:
         ap.error("pass --ref DIR (replay a dumped run) and/or --data DIR (independent run)")
+    if a.eval_only and (a.ref or not a.data):
+        ap.error("--eval-only needs --data (and --model), not --ref")
     torch.set_num_threads(a.threads)
     dtype = getattr(torch, a.dtype)
 
@@ -268,6 +296,19 @@ def main():
         (n_layer, n_head, d, h, peak), ctx, batch = PRESETS[a.model], CTX, BATCH
     model = Model(n_layer, n_head, d, h, ctx, dtype)
     non_emb = n_layer * (4 * d * d + 3 * d * h + 2 * d) + d
+    full_val = None
+    if a.full_val or a.data:
+        full_val = val_windows(load_corpus(a.full_val or a.data)[1], 1 << 62, ctx)
+
+    if a.eval_only:
+        st = load_file(a.eval_only)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(st.get("param." + name, st.get(name)).to(dtype))
+        val = val_windows(load_corpus(a.data)[1], a.eval_windows, ctx)
+        print(f"{a.eval_only}: validation loss {eval_loss(model, val, batch):.5f} on {len(val)} windows, "
+              f"{eval_loss(model, full_val, batch):.5f} on all {len(full_val)} windows")
+        return
 
     if a.data:  # independent run
         train, v = load_corpus(a.data)
@@ -317,6 +358,13 @@ def main():
     v = eval_loss(model, val, batch)
     tail = max(len(losses) // 10, 1)
     print(f"final: validation loss {v:.5f} nats/byte, train loss (mean of last {tail} steps) {np.mean(losses[-tail:]):.5f}")
+    vf = None
+    if full_val is not None:
+        vf = eval_loss(model, full_val, batch)
+        print(f"final: validation loss on all {len(full_val)} windows of the validation split {vf:.5f}")
+    if a.save:
+        from safetensors.torch import save_file
+        save_file({n: p.detach().float().contiguous() for n, p in model.named_parameters()}, a.save)
     if rust is not None:
         rl = rust["loss"][:steps]
         print(f"max |torch - rust| per-step loss over {steps} steps: {maxdiff:.2e}; "
@@ -335,7 +383,7 @@ def main():
             json.dump(gold, f, indent=1)
             f.write("\n")
     if a.json:
-        json.dump({"loss": losses, "grad_norm": norms, "val_loss": v, "steps": steps, "total_steps": total,
+        json.dump({"loss": losses, "grad_norm": norms, "val_loss": v, "val_loss_all": vf, "steps": steps, "total_steps": total,
                    "label": label, "dtype": a.dtype}, open(a.json, "w"))
 
 
