@@ -48,10 +48,11 @@ pub struct ModelConfig {
 
 /// The named presets: `(name, n_layer, n_head, d_model, d_hidden, lr)`; all
 /// use context 128 and batch 16. `bench-tiny` is the speed reference; the
-/// `lm-*` ladder spans about 20K to 3M non-embedding parameters (the name
+/// `lm-*` ladder spans about 10K to 3M non-embedding parameters (the name
 /// gives the rounded count; smaller models take larger learning rates).
 pub const PRESETS: &[(&str, usize, usize, usize, usize, f32)] = &[
     ("bench-tiny", 4, 4, 128, 384, 2e-3),
+    ("lm-10k", 2, 2, 24, 36, 3.6e-3),
     ("lm-20k", 2, 2, 32, 56, 3.3e-3),
     ("lm-50k", 2, 3, 48, 128, 3e-3),
     ("lm-100k", 2, 4, 64, 176, 2.7e-3),

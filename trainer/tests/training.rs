@@ -224,9 +224,10 @@ fn presets_and_ladder() {
     assert!(ladder.len() >= 5);
     let n: Vec<usize> = ladder.iter().map(|c| c.non_embedding_params()).collect();
     assert!(n.windows(2).all(|w| w[0] < w[1]), "ladder not increasing: {n:?}");
+    // lm-10k: 2 * (4*24^2 + 3*24*36 + 2*24) + 24 (the bottom of a 10x ladder up to lm-100k);
     // lm-20k: 2 * (4*32^2 + 3*32*56 + 2*32) + 32 (the bottom of a 10x ladder up to lm-200k).
-    assert_eq!(n[0], 19_104);
-    assert!(n[4] >= 10 * n[0] && (2_500_000..3_500_000).contains(n.last().unwrap()), "{n:?}");
+    assert_eq!((n[0], n[1]), (9_912, 19_104));
+    assert!(n[3] >= 10 * n[0] && n[4] >= 10 * n[1] && (2_500_000..3_500_000).contains(n.last().unwrap()), "{n:?}");
     assert!(ladder.windows(2).all(|w| w[0].lr >= w[1].lr));
     assert!(preset("lm-7b").unwrap_err().contains("unknown model preset 'lm-7b'"));
     let json = serde_json::to_string(&b).unwrap();
