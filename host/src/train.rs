@@ -380,7 +380,7 @@ pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
         let mut val_loss = None;
         let save = |t: &dyn Backend, losses: &[f32], seconds: f64| {
             let meta = json!({ "identity": id, "step": t.step_index(), "losses": losses, "seconds": seconds });
-            trainer::checkpoint::save(&ckpt, &t.state(), &meta)
+            trainer::checkpoint::save(&ckpt, &t.state()?, &meta)
         };
         while t.step_index() < total {
             let step = t.step_index();

@@ -6,6 +6,7 @@
 //! they build it with [`create`] from a [`Device`], and checkpoints hold the same tensors
 //! whichever backend wrote them, so a run can resume on another device.
 
+use crate::accel::{self, AccelOptions, AccelTrainer};
 use crate::model::ModelConfig;
 use crate::train::{StepStats, TrainOptions, Trainer};
 
@@ -22,8 +23,9 @@ pub trait Backend: Send {
     fn eval_loss(&mut self, tokens: &[u8]) -> Result<f32, String>;
     /// Steps taken so far.
     fn step_index(&self) -> u64;
-    /// Parameters and optimizer moments, as [`Trainer::state`] names them.
-    fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)>;
+    /// Parameters and optimizer moments, as [`Trainer::state`] names them (an accelerator
+    /// copies them from the device, which can fail).
+    fn state(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, String>;
 }
 
 impl Backend for Trainer {
@@ -39,8 +41,8 @@ impl Backend for Trainer {
     fn step_index(&self) -> u64 {
         Trainer::step_index(self)
     }
-    fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-        Trainer::state(self)
+    fn state(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, String> {
+        Ok(Trainer::state(self))
     }
 }
 
@@ -73,13 +75,14 @@ impl Device {
     }
 }
 
-/// Whether `device` can train here; the error is one line saying what is missing.
+/// Whether `device` can train here; the error is one line (starting `device cuda: ` for CUDA)
+/// saying what is missing: the backend library (not built, or not where it was looked for),
+/// the NVIDIA driver, a device, cuBLAS or NVRTC. See [`crate::accel`] for where the library
+/// is looked for.
 pub fn check(device: Device) -> Result<(), String> {
     match device {
         Device::Cpu => Ok(()),
-        Device::Cuda => Err("device cuda: the CUDA backend library is not built into this release \
-             (it is planned as a separately built library; train with --device cpu)"
-            .into()),
+        Device::Cuda => accel::open_cuda(None).map(|_| ()),
     }
 }
 
@@ -90,9 +93,14 @@ pub fn create(
     opts: TrainOptions,
     state: Option<State>,
 ) -> Result<Box<dyn Backend>, String> {
-    check(device)?;
-    Ok(Box::new(match state {
-        Some((tensors, step)) => Trainer::restore(cfg, opts, tensors, step)?,
-        None => Trainer::new(cfg, opts)?,
-    }))
+    match device {
+        Device::Cpu => Ok(Box::new(match state {
+            Some((tensors, step)) => Trainer::restore(cfg, opts, tensors, step)?,
+            None => Trainer::new(cfg, opts)?,
+        })),
+        Device::Cuda => {
+            let (lib, name) = accel::open_cuda(None)?;
+            Ok(Box::new(AccelTrainer::new(lib, name, cfg, opts, AccelOptions::default(), state)?))
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! [`compress::Compressor`].
 //!
 //! - [`backend`]: the seam `host train` drives ([`backend::Backend`]; the CPU trainer is one).
+//! - [`accel`], [`accel_abi`]: the CUDA backend, a library loaded at run time, and its stable ABI.
 //! - [`model`]: configuration, presets, parameter layout, forward/backward.
 //! - [`kernels`]: the per-layer kernels (generic over f32/f64) and `gemm` products.
 //! - [`optim`]: AdamW, gradient clipping, learning-rate schedule.
@@ -11,6 +12,8 @@
 
 #![deny(missing_docs)]
 
+pub mod accel;
+pub mod accel_abi;
 pub mod backend;
 pub mod checkpoint;
 pub mod compress;

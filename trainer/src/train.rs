@@ -49,9 +49,163 @@ pub struct StepStats {
 }
 
 /// Tensor-kind tags mixed into compressor seeds.
-const SEED_WEIGHT: u64 = 1;
+pub(crate) const SEED_WEIGHT: u64 = 1;
 const SEED_ACT: u64 = 2;
-const SEED_EVAL: u64 = 1 << 32;
+pub(crate) const SEED_EVAL: u64 = 1 << 32;
+
+/// The initial parameters of a run with `seed` (shared by every backend, so a seed gives the
+/// same start on any device).
+pub fn init_params(cfg: &ModelConfig, layout: &ParamLayout, seed: u64) -> Vec<f32> {
+    layout.init::<f32>(cfg, model::mix64(seed ^ 0x1417))
+}
+
+/// The AdamW segments of a layout: every tensor's range, decayed unless it is a norm gain.
+pub(crate) fn segments(layout: &ParamLayout) -> Vec<(std::ops::Range<usize>, bool)> {
+    layout.tensors.iter().map(|t| (t.range(), t.kind != ParamKind::Norm)).collect()
+}
+
+/// Copies checkpoint tensors (`param.*`, `adam_m.*`, `adam_v.*`, as [`Trainer::state`] names
+/// them) into `params`, `m` and `v`; every tensor must be present with its shape.
+pub(crate) fn unpack_state(
+    layout: &ParamLayout,
+    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    params: &mut [f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) -> Result<(), String> {
+    let mut seen = vec![[false; 3]; layout.tensors.len()];
+    for (name, shape, data) in tensors {
+        let (which, base) = if let Some(b) = name.strip_prefix("param.") {
+            (0, b)
+        } else if let Some(b) = name.strip_prefix("adam_m.") {
+            (1, b)
+        } else if let Some(b) = name.strip_prefix("adam_v.") {
+            (2, b)
+        } else {
+            return Err(format!("checkpoint tensor '{name}' is not param.*, adam_m.* or adam_v.*"));
+        };
+        let idx = layout
+            .tensors
+            .iter()
+            .position(|p| p.name == base)
+            .ok_or_else(|| format!("checkpoint tensor '{name}' does not exist in this model config"))?;
+        let info = &layout.tensors[idx];
+        if shape != info.shape || data.len() != info.len() {
+            return Err(format!(
+                "checkpoint tensor '{name}' has shape {shape:?} ({} values), the model expects {:?}",
+                data.len(),
+                info.shape
+            ));
+        }
+        let dst = match which {
+            0 => &mut *params,
+            1 => &mut *m,
+            _ => &mut *v,
+        };
+        dst[info.range()].copy_from_slice(&data);
+        seen[idx][which] = true;
+    }
+    for (i, s) in seen.iter().enumerate() {
+        for (w, pre) in ["param", "adam_m", "adam_v"].iter().enumerate() {
+            if !s[w] {
+                return Err(format!("checkpoint lacks tensor '{pre}.{}'", layout.tensors[i].name));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The checkpoint tensors of `params`, `m` and `v` (see [`Trainer::state`]).
+pub(crate) fn pack_state(
+    layout: &ParamLayout,
+    params: &[f32],
+    m: &[f32],
+    v: &[f32],
+) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let mut out = Vec::new();
+    for (pre, src) in [("param", params), ("adam_m", m), ("adam_v", v)] {
+        for t in &layout.tensors {
+            out.push((format!("{pre}.{}", t.name), t.shape.clone(), src[t.range()].to_vec()));
+        }
+    }
+    out
+}
+
+/// Writes the compressed weights of `params` into `eff` and their masks into `wmask` (every
+/// block linear weight through `comp` with its seed; other tensors copied). Tensors run in
+/// parallel.
+pub(crate) fn compress_weights(
+    comp: &dyn Compressor,
+    seed: u64,
+    layout: &ParamLayout,
+    params: &[f32],
+    eff: &mut [f32],
+    wmask: &mut [f32],
+    step_seed: u64,
+) -> Result<(), String> {
+    // Split eff and wmask into per-tensor slices (tensors are in order).
+    let mut jobs = Vec::new();
+    let (mut eff, mut mask): (&mut [f32], &mut [f32]) = (eff, wmask);
+    let mut pos = 0;
+    for (i, t) in layout.tensors.iter().enumerate() {
+        let (e, erest) = std::mem::take(&mut eff).split_at_mut(t.len());
+        let (m, mrest) = std::mem::take(&mut mask).split_at_mut(t.len());
+        eff = erest;
+        mask = mrest;
+        debug_assert_eq!(pos, t.offset);
+        pos += t.len();
+        jobs.push((i, t, e, m));
+    }
+    let results: Vec<Result<(), String>> = jobs
+        .into_par_iter()
+        .map(|(i, t, e, m)| {
+            let src = &params[t.range()];
+            if t.kind != ParamKind::Linear {
+                e.copy_from_slice(src);
+                return Ok(());
+            }
+            let (rows, cols) = (t.shape[0], t.shape[1]);
+            m.fill(1.0);
+            let s = model::derive_seed(seed, step_seed, i as u64, SEED_WEIGHT);
+            comp.compress(src, e, m, rows, cols, s)
+                .map_err(|err| format!("format failed on layer {} ({rows}x{cols}): {err}", t.name))
+        })
+        .collect();
+    results.into_iter().collect()
+}
+
+/// Turns the gradient of the compressed linear weights (in `grads`) into the gradient of the
+/// master weights: `comp`'s backward per tensor, with the input, mask and seed of
+/// [`compress_weights`] at `step_seed`. Tensors run in parallel.
+pub(crate) fn weight_backward(
+    comp: &dyn Compressor,
+    seed: u64,
+    layout: &ParamLayout,
+    params: &[f32],
+    mask: &[f32],
+    grads: &mut [f32],
+    step_seed: u64,
+) -> Result<(), String> {
+    let mut jobs = Vec::new();
+    let mut grads: &mut [f32] = grads;
+    for (i, t) in layout.tensors.iter().enumerate() {
+        let (g, rest) = std::mem::take(&mut grads).split_at_mut(t.len());
+        grads = rest;
+        if t.kind == ParamKind::Linear {
+            jobs.push((i, t, g));
+        }
+    }
+    let results: Vec<Result<(), String>> = jobs
+        .into_par_iter()
+        .map(|(i, t, g)| {
+            let (rows, cols) = (t.shape[0], t.shape[1]);
+            let s = model::derive_seed(seed, step_seed, i as u64, SEED_WEIGHT);
+            comp.backward(&params[t.range()], &mask[t.range()], g, rows, cols, s)
+                .map_err(|err| format!("format failed in the backward of layer {} ({rows}x{cols}): {err}", t.name))
+        })
+        .collect();
+    results.into_iter().collect()
+}
 
 /// A model, its parameters, optimizer state and options.
 pub struct Trainer {
@@ -74,9 +228,9 @@ impl Trainer {
     pub fn new(cfg: ModelConfig, opts: TrainOptions) -> Result<Trainer, String> {
         let model = Model::<f32>::new(&cfg)?;
         let layout = model.layout().clone();
-        let params = layout.init::<f32>(&cfg, model::mix64(opts.seed ^ 0x1417));
+        let params = init_params(&cfg, &layout, opts.seed);
         let n = layout.total;
-        let segments = layout.tensors.iter().map(|t| (t.range(), t.kind != ParamKind::Norm)).collect();
+        let segments = segments(&layout);
         let has_w = opts.weight.is_some();
         Ok(Trainer {
             cfg,
@@ -102,46 +256,7 @@ impl Trainer {
         step: u64,
     ) -> Result<Trainer, String> {
         let mut t = Trainer::new(cfg, opts)?;
-        let mut seen = vec![[false; 3]; t.layout.tensors.len()];
-        for (name, shape, data) in tensors {
-            let (which, base) = if let Some(b) = name.strip_prefix("param.") {
-                (0, b)
-            } else if let Some(b) = name.strip_prefix("adam_m.") {
-                (1, b)
-            } else if let Some(b) = name.strip_prefix("adam_v.") {
-                (2, b)
-            } else {
-                return Err(format!("checkpoint tensor '{name}' is not param.*, adam_m.* or adam_v.*"));
-            };
-            let idx = t
-                .layout
-                .tensors
-                .iter()
-                .position(|p| p.name == base)
-                .ok_or_else(|| format!("checkpoint tensor '{name}' does not exist in this model config"))?;
-            let info = &t.layout.tensors[idx];
-            if shape != info.shape || data.len() != info.len() {
-                return Err(format!(
-                    "checkpoint tensor '{name}' has shape {shape:?} ({} values), the model expects {:?}",
-                    data.len(),
-                    info.shape
-                ));
-            }
-            let dst = match which {
-                0 => &mut t.params,
-                1 => &mut t.adam.m,
-                _ => &mut t.adam.v,
-            };
-            dst[info.range()].copy_from_slice(&data);
-            seen[idx][which] = true;
-        }
-        for (i, s) in seen.iter().enumerate() {
-            for (w, pre) in ["param", "adam_m", "adam_v"].iter().enumerate() {
-                if !s[w] {
-                    return Err(format!("checkpoint lacks tensor '{pre}.{}'", t.layout.tensors[i].name));
-                }
-            }
-        }
+        unpack_state(&t.layout, tensors, &mut t.params, &mut t.adam.m, &mut t.adam.v)?;
         t.step = step;
         Ok(t)
     }
@@ -149,13 +264,7 @@ impl Trainer {
     /// All parameters and both Adam moments: `(name, shape, values)` with
     /// names `param.<t>`, `adam_m.<t>`, `adam_v.<t>` (`<t>` e.g. `blocks.0.wq`).
     pub fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-        let mut out = Vec::new();
-        for (pre, src) in [("param", &self.params), ("adam_m", &self.adam.m), ("adam_v", &self.adam.v)] {
-            for t in &self.layout.tensors {
-                out.push((format!("{pre}.{}", t.name), t.shape.clone(), src[t.range()].to_vec()));
-            }
-        }
-        out
+        pack_state(&self.layout, &self.params, &self.adam.m, &self.adam.v)
     }
 
     /// Turns per-phase timing on (cleared) or off; see [`profile`](Self::profile).
@@ -192,37 +301,7 @@ impl Trainer {
     /// compressor). Linear weights are compressed in parallel.
     fn compress_weights(&mut self, step_seed: u64) -> Result<(), String> {
         let Some(comp) = self.opts.weight.as_deref() else { return Ok(()) };
-        let params = &self.params;
-        // Split eff and wmask into per-tensor slices (tensors are in order).
-        let mut jobs = Vec::new();
-        let (mut eff, mut mask): (&mut [f32], &mut [f32]) = (&mut self.eff, &mut self.wmask);
-        let mut pos = 0;
-        for (i, t) in self.layout.tensors.iter().enumerate() {
-            let (e, erest) = std::mem::take(&mut eff).split_at_mut(t.len());
-            let (m, mrest) = std::mem::take(&mut mask).split_at_mut(t.len());
-            eff = erest;
-            mask = mrest;
-            debug_assert_eq!(pos, t.offset);
-            pos += t.len();
-            jobs.push((i, t, e, m));
-        }
-        let seed = self.opts.seed;
-        let results: Vec<Result<(), String>> = jobs
-            .into_par_iter()
-            .map(|(i, t, e, m)| {
-                let src = &params[t.range()];
-                if t.kind != ParamKind::Linear {
-                    e.copy_from_slice(src);
-                    return Ok(());
-                }
-                let (rows, cols) = (t.shape[0], t.shape[1]);
-                m.fill(1.0);
-                let s = model::derive_seed(seed, step_seed, i as u64, SEED_WEIGHT);
-                comp.compress(src, e, m, rows, cols, s)
-                    .map_err(|err| format!("format failed on layer {} ({rows}x{cols}): {err}", t.name))
-            })
-            .collect();
-        results.into_iter().collect()
+        compress_weights(comp, self.opts.seed, &self.layout, &self.params, &mut self.eff, &mut self.wmask, step_seed)
     }
 
     /// Turns the gradient of the compressed linear weights into the gradient
@@ -231,27 +310,7 @@ impl Trainer {
     /// at `step_seed`. Tensors run in parallel.
     fn weight_backward(&mut self, step_seed: u64) -> Result<(), String> {
         let Some(comp) = self.opts.weight.as_deref() else { return Ok(()) };
-        let (params, mask) = (&self.params, &self.wmask);
-        let mut jobs = Vec::new();
-        let mut grads: &mut [f32] = &mut self.grads;
-        for (i, t) in self.layout.tensors.iter().enumerate() {
-            let (g, rest) = std::mem::take(&mut grads).split_at_mut(t.len());
-            grads = rest;
-            if t.kind == ParamKind::Linear {
-                jobs.push((i, t, g));
-            }
-        }
-        let seed = self.opts.seed;
-        let results: Vec<Result<(), String>> = jobs
-            .into_par_iter()
-            .map(|(i, t, g)| {
-                let (rows, cols) = (t.shape[0], t.shape[1]);
-                let s = model::derive_seed(seed, step_seed, i as u64, SEED_WEIGHT);
-                comp.backward(&params[t.range()], &mask[t.range()], g, rows, cols, s)
-                    .map_err(|err| format!("format failed in the backward of layer {} ({rows}x{cols}): {err}", t.name))
-            })
-            .collect();
-        results.into_iter().collect()
+        weight_backward(comp, self.opts.seed, &self.layout, &self.params, &self.wmask, &mut self.grads, step_seed)
     }
 
     fn check_tokens(&self, tokens: &[u8], what: &str) -> Result<(), String> {

@@ -26,7 +26,7 @@ fn cpu_backend_is_the_trainer_bit_for_bit_and_resumes_exactly() {
     assert_eq!(b.device(), "cpu");
     let mut got: Vec<f32> = (0..4).map(|s| b.step(&batch(s)).unwrap().loss).collect();
     // Resume a second backend from the first one's state after 4 steps.
-    let state = (b.state(), b.step_index());
+    let state = (b.state().unwrap(), b.step_index());
     let mut resumed: Box<dyn Backend> = backend::create(Device::Cpu, cfg.clone(), opts(), Some(state)).unwrap();
     assert_eq!(resumed.step_index(), 4);
     got.extend((4..8).map(|s| resumed.step(&batch(s)).unwrap().loss));
