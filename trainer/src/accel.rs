@@ -24,7 +24,7 @@ use abi_stable::library::{LibraryError, lib_header_from_path};
 use abi_stable::std_types::{RResult, RSlice, RSliceMut, RStr, RString};
 
 use crate::accel_abi::{ACCEL_ABI_VERSION, AccelModRef, FfiSessionBox, buf};
-use crate::backend::{Backend, State};
+use crate::backend::{Backend, State, Tensors};
 use crate::model::{ModelConfig, ParamLayout};
 use crate::optim;
 use crate::train::{
@@ -361,7 +361,7 @@ impl Backend for AccelTrainer {
         self.step
     }
 
-    fn state(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, String> {
+    fn state(&self) -> Result<Tensors, String> {
         let n = self.layout.total;
         let (mut p, mut m, mut v) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
         for (which, dst) in [(buf::PARAMS, &mut p), (buf::ADAM_M, &mut m), (buf::ADAM_V, &mut v)] {

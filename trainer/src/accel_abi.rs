@@ -85,7 +85,12 @@ mod ffi {
         /// Forward pass over `tokens` (`n_seq x (ctx+1)` bytes, `1 <= n_seq <= batch`) with the
         /// effective (`use_eff`) or master parameters; the per-token losses (`n_seq * ctx`
         /// values, in row order), so the caller sums them exactly as the CPU trainer does.
-        fn forward(&mut self, tokens: RSlice<'_, u8>, use_eff: bool, losses: RSliceMut<'_, f32>) -> RResult<(), RString>;
+        fn forward(
+            &mut self,
+            tokens: RSlice<'_, u8>,
+            use_eff: bool,
+            losses: RSliceMut<'_, f32>,
+        ) -> RResult<(), RString>;
         /// Backward pass of the last forward pass: the gradient of the mean loss into `GRADS`.
         fn backward(&mut self) -> RResult<(), RString>;
         /// Global L2 norm of `GRADS`, summed in f64.

@@ -10,8 +10,11 @@ use crate::accel::{self, AccelOptions, AccelTrainer};
 use crate::model::ModelConfig;
 use crate::train::{StepStats, TrainOptions, Trainer};
 
-/// The state of a run: `(name, shape, values)` tensors and the step count.
-pub type State = (Vec<(String, Vec<usize>, Vec<f32>)>, u64);
+/// Checkpoint tensors: `(name, shape, values)`.
+pub type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
+
+/// The state of a run: its tensors and the step count.
+pub type State = (Tensors, u64);
 
 /// A training backend.
 pub trait Backend: Send {
@@ -25,7 +28,7 @@ pub trait Backend: Send {
     fn step_index(&self) -> u64;
     /// Parameters and optimizer moments, as [`Trainer::state`] names them (an accelerator
     /// copies them from the device, which can fail).
-    fn state(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, String>;
+    fn state(&self) -> Result<Tensors, String>;
 }
 
 impl Backend for Trainer {
@@ -41,7 +44,7 @@ impl Backend for Trainer {
     fn step_index(&self) -> u64 {
         Trainer::step_index(self)
     }
-    fn state(&self) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, String> {
+    fn state(&self) -> Result<Tensors, String> {
         Ok(Trainer::state(self))
     }
 }

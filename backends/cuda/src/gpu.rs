@@ -81,9 +81,12 @@ impl Drop for Gpu {
     }
 }
 
+/// An opened device: its context, name and compute capability (major, minor).
+pub type Probed = (Arc<CudaContext>, String, (i32, i32));
+
 /// Opens the driver and device 0; the device's name and compute capability, or one line
 /// saying what is missing.
-pub fn probe() -> Result<(Arc<CudaContext>, String, (i32, i32)), String> {
+pub fn probe() -> Result<Probed, String> {
     libs::ensure(&libs::DRIVER)?;
     result::init().map_err(|e| format!("the NVIDIA driver failed to initialize ({e:?}): no usable GPU here"))?;
     let n = CudaContext::device_count().map_err(|e| format!("the NVIDIA driver cannot count devices: {e:?}"))?;
@@ -130,12 +133,17 @@ impl Gpu {
         }
         libs::ensure(&libs::CUBLASLT)?;
         libs::ensure(&libs::CUBLAS)?;
-        let handle = cudarc::cublas::result::create_handle().map_err(|e| format!("cannot create a cuBLAS handle: {e:?}"))?;
+        let handle =
+            cudarc::cublas::result::create_handle().map_err(|e| format!("cannot create a cuBLAS handle: {e:?}"))?;
         // SAFETY: the handle was just created; the stream belongs to this context.
         unsafe {
             cudarc::cublas::result::set_stream(handle, stream.cu_stream() as blas::cudaStream_t)
                 .map_err(|e| format!("cuBLAS: {e:?}"))?;
-            let mode = if tf32 { blas::cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH } else { blas::cublasMath_t::CUBLAS_DEFAULT_MATH };
+            let mode = if tf32 {
+                blas::cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH
+            } else {
+                blas::cublasMath_t::CUBLAS_DEFAULT_MATH
+            };
             blas::cublasSetMathMode(handle, mode).result().map_err(|e| format!("cuBLAS: {e:?}"))?;
         }
         Ok(Gpu { ctx, stream, blas: handle, funcs, _modules: modules, name: format!("{name} (sm_{major}{minor})") })
@@ -159,7 +167,10 @@ impl Gpu {
             // SAFETY: plain allocation, freed by DevBuf's drop; zeroed before use.
             unsafe {
                 let p = result::malloc_sync(bytes).map_err(|e| {
-                    format!("out of GPU memory allocating {:.1} MiB ({e:?}); use a smaller model or batch", bytes as f64 / 1048576.0)
+                    format!(
+                        "out of GPU memory allocating {:.1} MiB ({e:?}); use a smaller model or batch",
+                        bytes as f64 / 1048576.0
+                    )
                 })?;
                 result::memset_d8_async(p, 0, bytes, self.stream.cu_stream()).map_err(|e| format!("{e:?}"))?;
                 p
@@ -175,7 +186,8 @@ impl Gpu {
             return Ok(());
         }
         // SAFETY: the caller passes an address with room for `src`.
-        unsafe { result::memcpy_htod_async(dst, src, self.stream.cu_stream()) }.map_err(|e| format!("host-to-device copy failed: {e:?}"))?;
+        unsafe { result::memcpy_htod_async(dst, src, self.stream.cu_stream()) }
+            .map_err(|e| format!("host-to-device copy failed: {e:?}"))?;
         // The host slice may be freed after return: wait for the copy.
         self.sync()
     }
@@ -186,7 +198,8 @@ impl Gpu {
             return Ok(());
         }
         // SAFETY: the caller passes an address holding `dst.len()` values.
-        unsafe { result::memcpy_dtoh_async(dst, src, self.stream.cu_stream()) }.map_err(|e| format!("device-to-host copy failed: {e:?}"))?;
+        unsafe { result::memcpy_dtoh_async(dst, src, self.stream.cu_stream()) }
+            .map_err(|e| format!("device-to-host copy failed: {e:?}"))?;
         self.sync()
     }
 
@@ -252,7 +265,15 @@ impl Gpu {
     }
 
     /// `y (rows x out) = x (rows x in) W^T`, W row-major `out x in` (`kernels::linear_fwd`).
-    pub fn linear_fwd(&self, x: CUdeviceptr, w: CUdeviceptr, y: CUdeviceptr, rows: usize, din: usize, dout: usize) -> Result<(), String> {
+    pub fn linear_fwd(
+        &self,
+        x: CUdeviceptr,
+        w: CUdeviceptr,
+        y: CUdeviceptr,
+        rows: usize,
+        din: usize,
+        dout: usize,
+    ) -> Result<(), String> {
         // Column-major: Y^T (out x rows) = W (out x in, stored as in x out: op T) X^T (in x rows).
         self.sgemm(true, false, dout, rows, din, w, din, x, din, 0.0, y, dout)
     }
@@ -274,19 +295,42 @@ impl Gpu {
     }
 
     /// `dW (out x in) = dy^T (out x rows) x (rows x in)` (`kernels::linear_bwd_w`).
-    pub fn linear_bwd_w(&self, dy: CUdeviceptr, x: CUdeviceptr, dw: CUdeviceptr, rows: usize, din: usize, dout: usize) -> Result<(), String> {
+    pub fn linear_bwd_w(
+        &self,
+        dy: CUdeviceptr,
+        x: CUdeviceptr,
+        dw: CUdeviceptr,
+        rows: usize,
+        din: usize,
+        dout: usize,
+    ) -> Result<(), String> {
         // Column-major: dW^T (in x out) = X^T (in x rows, as stored) dY (rows x out: op T of stored out x rows).
         self.sgemm(false, true, din, dout, rows, x, din, dy, dout, 0.0, dw, din)
     }
 
     /// `x[r] = emb[tok[r]]`.
-    pub fn embedding_fwd(&self, tok: CUdeviceptr, emb: CUdeviceptr, x: CUdeviceptr, rows: usize, d: usize) -> Result<(), String> {
+    pub fn embedding_fwd(
+        &self,
+        tok: CUdeviceptr,
+        emb: CUdeviceptr,
+        x: CUdeviceptr,
+        rows: usize,
+        d: usize,
+    ) -> Result<(), String> {
         launch!(self, "embedding_fwd", grid1(rows * d), tok, emb, x, rows as i32, d as i32)
     }
 
     /// `demb[v] = sum of dx[r] over rows with token v` (rows grouped by token in `order`/`start`).
-    pub fn embedding_bwd(&self, order: CUdeviceptr, start: CUdeviceptr, dx: CUdeviceptr, demb: CUdeviceptr, d: usize) -> Result<(), String> {
-        let cfg = LaunchConfig { grid_dim: (d.div_ceil(128) as u32, 256, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+    pub fn embedding_bwd(
+        &self,
+        order: CUdeviceptr,
+        start: CUdeviceptr,
+        dx: CUdeviceptr,
+        demb: CUdeviceptr,
+        d: usize,
+    ) -> Result<(), String> {
+        let cfg =
+            LaunchConfig { grid_dim: (d.div_ceil(128) as u32, 256, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
         launch!(self, "embedding_bwd", cfg, order, start, dx, demb, d as i32)
     }
 
@@ -301,12 +345,25 @@ impl Gpu {
     }
 
     /// SwiGLU backward.
-    pub fn swiglu_bwd(&self, ab: CUdeviceptr, du: CUdeviceptr, dab: CUdeviceptr, rows: usize, h: usize) -> Result<(), String> {
+    pub fn swiglu_bwd(
+        &self,
+        ab: CUdeviceptr,
+        du: CUdeviceptr,
+        dab: CUdeviceptr,
+        rows: usize,
+        h: usize,
+    ) -> Result<(), String> {
         launch!(self, "swiglu_bwd", grid1(rows * h), ab, du, dab, rows as i32, h as i32)
     }
 
     /// Cross-entropy forward (vocabulary 256).
-    pub fn ce_fwd(&self, logits: CUdeviceptr, tgt: CUdeviceptr, losses: CUdeviceptr, rows: usize) -> Result<(), String> {
+    pub fn ce_fwd(
+        &self,
+        logits: CUdeviceptr,
+        tgt: CUdeviceptr,
+        losses: CUdeviceptr,
+        rows: usize,
+    ) -> Result<(), String> {
         let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
         launch!(self, "ce_fwd", cfg, logits, tgt, losses, rows as i32)
     }
@@ -323,8 +380,18 @@ impl Gpu {
 
     /// RMSNorm forward.
     #[allow(clippy::too_many_arguments)]
-    pub fn rmsnorm_fwd(&self, x: CUdeviceptr, g: CUdeviceptr, y: CUdeviceptr, rstd: CUdeviceptr, rows: usize, d: usize, eps: f64) -> Result<(), String> {
-        let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (Self::row_block(d), 1, 1), shared_mem_bytes: 0 };
+    pub fn rmsnorm_fwd(
+        &self,
+        x: CUdeviceptr,
+        g: CUdeviceptr,
+        y: CUdeviceptr,
+        rstd: CUdeviceptr,
+        rows: usize,
+        d: usize,
+        eps: f64,
+    ) -> Result<(), String> {
+        let cfg =
+            LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (Self::row_block(d), 1, 1), shared_mem_bytes: 0 };
         let inv_d = (1.0 / d as f64) as f32;
         launch!(self, "rmsnorm_fwd", cfg, x, g, y, rstd, rows as i32, d as i32, inv_d, eps as f32)
     }
@@ -345,12 +412,18 @@ impl Gpu {
         d: usize,
     ) -> Result<(), String> {
         let inv_d = (1.0 / d as f64) as f32;
-        let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (Self::row_block(d), 1, 1), shared_mem_bytes: 0 };
+        let cfg =
+            LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (Self::row_block(d), 1, 1), shared_mem_bytes: 0 };
         launch!(self, "rmsnorm_bwd_dx", cfg, x, g, rstd, dy, dx, rows as i32, d as i32, inv_d)?;
         let chunks = rows.div_ceil(DG_CHUNK);
-        let cfg = LaunchConfig { grid_dim: (d.div_ceil(128) as u32, chunks as u32, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+        let cfg = LaunchConfig {
+            grid_dim: (d.div_ceil(128) as u32, chunks as u32, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: 0,
+        };
         launch!(self, "rmsnorm_dg_partial", cfg, x, rstd, dy, partial, rows as i32, d as i32, DG_CHUNK as i32)?;
-        let cfg = LaunchConfig { grid_dim: (d.div_ceil(128) as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
+        let cfg =
+            LaunchConfig { grid_dim: (d.div_ceil(128) as u32, 1, 1), block_dim: (128, 1, 1), shared_mem_bytes: 0 };
         launch!(self, "sum_partials", cfg, partial, dg, chunks as i32, d as i32)
     }
 
@@ -369,7 +442,20 @@ impl Gpu {
         inverse: bool,
     ) -> Result<(), String> {
         let pairs = n_seq * ctx * 3 * n_head * hd / 2;
-        launch!(self, "rope", grid1(pairs), qkv, hm, cos, sin, n_seq as i32, ctx as i32, n_head as i32, hd as i32, inverse as i32)
+        launch!(
+            self,
+            "rope",
+            grid1(pairs),
+            qkv,
+            hm,
+            cos,
+            sin,
+            n_seq as i32,
+            ctx as i32,
+            n_head as i32,
+            hd as i32,
+            inverse as i32
+        )
     }
 
     fn attn_cfg(n_seq: usize, ctx: usize, n_head: usize, smem_floats: usize) -> LaunchConfig {
@@ -382,7 +468,16 @@ impl Gpu {
 
     /// Fused causal attention forward: `out` (rows x d) and `lse` (n_seq * n_head * ctx).
     #[allow(clippy::too_many_arguments)]
-    pub fn attn_fwd(&self, hm: CUdeviceptr, out: CUdeviceptr, lse: CUdeviceptr, n_seq: usize, ctx: usize, n_head: usize, hd: usize) -> Result<(), String> {
+    pub fn attn_fwd(
+        &self,
+        hm: CUdeviceptr,
+        out: CUdeviceptr,
+        lse: CUdeviceptr,
+        n_seq: usize,
+        ctx: usize,
+        n_head: usize,
+        hd: usize,
+    ) -> Result<(), String> {
         let scale = (1.0 / (hd as f64).sqrt()) as f32;
         let cfg = Self::attn_cfg(n_seq, ctx, n_head, 32 * (2 * hd + 1));
         launch!(self, "attn_fwd", cfg, hm, out, lse, n_head as i32, ctx as i32, hd as i32, scale)
@@ -406,7 +501,8 @@ impl Gpu {
     ) -> Result<(), String> {
         let scale = (1.0 / (hd as f64).sqrt()) as f32;
         let warps = n_seq * n_head * ctx;
-        let cfg = LaunchConfig { grid_dim: (warps.div_ceil(8) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        let cfg =
+            LaunchConfig { grid_dim: (warps.div_ceil(8) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
         launch!(self, "attn_bwd_delta", cfg, out, dout, delta, n_seq as i32, n_head as i32, ctx as i32, hd as i32)?;
         let cfg = Self::attn_cfg(n_seq, ctx, n_head, 32 * 2 * (hd + 1));
         launch!(self, "attn_bwd_dq", cfg, hm, dout, lse, delta, dhm, n_head as i32, ctx as i32, hd as i32, scale)?;

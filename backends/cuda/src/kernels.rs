@@ -23,9 +23,17 @@ pub const MODULES: &[(&str, &str, &[&str])] = &[
         include_str!("../kernels/elementwise.cu"),
         &["embedding_fwd", "embedding_bwd", "add_inplace", "swiglu_fwd", "swiglu_bwd", "ce_fwd", "ce_bwd"],
     ),
-    ("norm", include_str!("../kernels/norm.cu"), &["rmsnorm_fwd", "rmsnorm_bwd_dx", "rmsnorm_dg_partial", "sum_partials"]),
+    (
+        "norm",
+        include_str!("../kernels/norm.cu"),
+        &["rmsnorm_fwd", "rmsnorm_bwd_dx", "rmsnorm_dg_partial", "sum_partials"],
+    ),
     ("rope", include_str!("../kernels/rope.cu"), &["rope"]),
-    ("attention", include_str!("../kernels/attention.cu"), &["attn_fwd", "attn_bwd_delta", "attn_bwd_dq", "attn_bwd_dkv"]),
+    (
+        "attention",
+        include_str!("../kernels/attention.cu"),
+        &["attn_fwd", "attn_bwd_delta", "attn_bwd_dq", "attn_bwd_dkv"],
+    ),
     ("optim", include_str!("../kernels/optim.cu"), &["sumsq_partial", "sum_doubles", "adamw"]),
 ];
 

@@ -77,7 +77,8 @@ pub fn search_dirs() -> Vec<PathBuf> {
         // Wheels put libraries in site-packages/nvidia/<package>/lib (cu13: nvidia/cu13/lib).
         for base in [r.join("nvidia"), r.clone()] {
             if let Ok(rd) = std::fs::read_dir(&base) {
-                let mut subs: Vec<PathBuf> = rd.flatten().map(|e| e.path().join("lib")).filter(|p| p.is_dir()).collect();
+                let mut subs: Vec<PathBuf> =
+                    rd.flatten().map(|e| e.path().join("lib")).filter(|p| p.is_dir()).collect();
                 subs.sort();
                 out.extend(subs);
             }
@@ -110,12 +111,9 @@ pub fn ensure(w: &Wanted) -> Result<PathBuf, String> {
     }
     let mut last_err = String::new();
     for name in w.names {
-        match try_open(Path::new(name)) {
-            Ok(()) => {
-                open.push((w.what, PathBuf::from(name)));
-                return Ok(PathBuf::from(name));
-            }
-            Err(_) => {}
+        if try_open(Path::new(name)).is_ok() {
+            open.push((w.what, PathBuf::from(name)));
+            return Ok(PathBuf::from(name));
         }
     }
     let dirs = search_dirs();
@@ -145,5 +143,9 @@ pub fn ensure(w: &Wanted) -> Result<PathBuf, String> {
         w.names.join(", "),
         if shown.is_empty() { String::new() } else { " and ".into() },
         shown.join(", "),
-    ) + &if last_err.is_empty() { String::new() } else { format!(" [last error: {}]", last_err.replace('\n', " ")) })
+    ) + &if last_err.is_empty() {
+        String::new()
+    } else {
+        format!(" [last error: {}]", last_err.replace('\n', " "))
+    })
 }

@@ -9,6 +9,25 @@ use trainer::model::{ModelConfig, NORM_EPS, ParamKind, ParamLayout, ROPE_BASE, V
 use crate::gpu::{DG_CHUNK, DevBuf, Gpu, MAX_HEAD_DIM, NORM_CHUNK};
 use crate::guarded;
 
+/// The rows of `inputs` grouped by token, in row order (`order`), token `v`'s rows at
+/// `start[v]..start[v + 1]`: what the embedding backward needs to add them in the CPU's order.
+pub fn group_rows(inputs: &[u8]) -> (Vec<i32>, Vec<i32>) {
+    let mut start = vec![0i32; VOCAB + 1];
+    for &t in inputs {
+        start[t as usize + 1] += 1;
+    }
+    for v in 0..VOCAB {
+        start[v + 1] += start[v];
+    }
+    let mut fill = start.clone();
+    let mut order = vec![0i32; inputs.len()];
+    for (r, &t) in inputs.iter().enumerate() {
+        order[fill[t as usize] as usize] = r as i32;
+        fill[t as usize] += 1;
+    }
+    (order, start)
+}
+
 /// Saved activations of one block (as `BlockActs` in trainer/src/model.rs).
 struct Block {
     x_in: DevBuf<f32>,
@@ -197,20 +216,7 @@ impl Session {
             inputs.extend_from_slice(&r[..ctx]);
             targets.extend_from_slice(&r[1..]);
         }
-        // Rows grouped by input token, in row order, for the embedding backward.
-        let mut start = vec![0i32; VOCAB + 1];
-        for &t in &inputs {
-            start[t as usize + 1] += 1;
-        }
-        for v in 0..VOCAB {
-            start[v + 1] += start[v];
-        }
-        let mut fill = start.clone();
-        let mut order = vec![0i32; rows];
-        for (r, &t) in inputs.iter().enumerate() {
-            order[fill[t as usize] as usize] = r as i32;
-            fill[t as usize] += 1;
-        }
+        let (order, start) = group_rows(&inputs);
         let g = &self.gpu;
         g.upload(self.inputs.ptr, &inputs)?;
         g.upload(self.targets.ptr, &targets)?;
@@ -259,7 +265,17 @@ impl Session {
         g.linear_bwd_x(self.logits.ptr, p.at(lay.head), self.dn.ptr, rows, d, VOCAB, false)?;
         g.zero::<f32>(self.dres.ptr, rows * d)?;
         let (dres, dn, part) = (self.dres.ptr, self.dn.ptr, self.partial.ptr);
-        g.rmsnorm_bwd(self.xf.ptr, p.at(lay.final_norm), self.rstdf.ptr, dn, dres, gr.at(lay.final_norm), part, rows, d)?;
+        g.rmsnorm_bwd(
+            self.xf.ptr,
+            p.at(lay.final_norm),
+            self.rstdf.ptr,
+            dn,
+            dres,
+            gr.at(lay.final_norm),
+            part,
+            rows,
+            d,
+        )?;
         for l in (0..cfg.n_layer).rev() {
             let off = lay.blocks[l];
             let b = &self.blocks[l];
@@ -271,7 +287,18 @@ impl Session {
             g.rmsnorm_bwd(b.h.ptr, p.at(off.mlp_norm), b.rstd2.ptr, dn, dres, gr.at(off.mlp_norm), part, rows, d)?;
             g.linear_bwd_w(dres, b.att.ptr, gr.at(off.wo), rows, d, d)?;
             g.linear_bwd_x(dres, p.at(off.wo), self.datt.ptr, rows, d, d, false)?;
-            g.attn_bwd(b.hm.ptr, b.att.ptr, b.lse.ptr, self.datt.ptr, self.delta.ptr, self.dhm.ptr, n_seq, ctx, nh, hd)?;
+            g.attn_bwd(
+                b.hm.ptr,
+                b.att.ptr,
+                b.lse.ptr,
+                self.datt.ptr,
+                self.delta.ptr,
+                self.dhm.ptr,
+                n_seq,
+                ctx,
+                nh,
+                hd,
+            )?;
             g.rope(self.qkv.ptr, self.dhm.ptr, self.cos.ptr, self.sin.ptr, n_seq, ctx, nh, hd, true)?;
             g.linear_bwd_w(self.qkv.ptr, b.n1.ptr, gr.at(off.wqkv), rows, d, 3 * d)?;
             g.linear_bwd_x(self.qkv.ptr, p.at(off.wqkv), dn, rows, d, 3 * d, false)?;
@@ -293,7 +320,17 @@ impl Session {
         for ti in &self.layout.tensors {
             let o = ti.offset;
             let decay = ti.kind != ParamKind::Norm;
-            self.gpu.adamw(self.params.at(o), self.grads.at(o), self.m.at(o), self.v.at(o), ti.len(), lr, t, scale, decay)?;
+            self.gpu.adamw(
+                self.params.at(o),
+                self.grads.at(o),
+                self.m.at(o),
+                self.v.at(o),
+                ti.len(),
+                lr,
+                t,
+                scale,
+                decay,
+            )?;
         }
         self.gpu.sync()
     }
@@ -309,8 +346,15 @@ impl FfiSession for Session {
     fn read(&self, which: u8, offset: u64, mut out: RSliceMut<'_, f32>) -> RResult<(), RString> {
         guarded("copying from the GPU", || Session::read(self, which, offset, out.as_mut_slice()))
     }
-    fn forward(&mut self, tokens: RSlice<'_, u8>, use_eff: bool, mut losses: RSliceMut<'_, f32>) -> RResult<(), RString> {
-        guarded("running the forward pass", || Session::forward(self, tokens.as_slice(), use_eff, losses.as_mut_slice()))
+    fn forward(
+        &mut self,
+        tokens: RSlice<'_, u8>,
+        use_eff: bool,
+        mut losses: RSliceMut<'_, f32>,
+    ) -> RResult<(), RString> {
+        guarded("running the forward pass", || {
+            Session::forward(self, tokens.as_slice(), use_eff, losses.as_mut_slice())
+        })
     }
     fn backward(&mut self) -> RResult<(), RString> {
         guarded("running the backward pass", || Session::backward(self))

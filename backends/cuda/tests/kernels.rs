@@ -29,8 +29,9 @@ fn a_broken_kernel_is_reported_with_nvrtc_log() {
         eprintln!("SKIPPED: NVRTC not found");
         return;
     }
-    let e = kernels::compile("broken", "extern \"C\" __global__ void k(float* x) { x[0] = undefined_name; }", "compute_80")
-        .unwrap_err();
+    let e =
+        kernels::compile("broken", "extern \"C\" __global__ void k(float* x) { x[0] = undefined_name; }", "compute_80")
+            .unwrap_err();
     assert!(e.starts_with("NVRTC failed on kernels/broken.cu for compute_80") && e.contains("undefined_name"), "{e}");
     assert!(!e.contains('\n'), "{e}");
 }

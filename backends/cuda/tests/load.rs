@@ -39,7 +39,12 @@ fn without_a_driver_the_error_is_one_line_naming_it() {
     }
     let path = accel::locate(None).unwrap();
     let e = AccelLib::load(&path).unwrap().probe().unwrap_err();
-    assert!(e.starts_with("device cuda: cannot open the NVIDIA driver (libcuda) (libcuda.so.1, libcuda.so; searched the system path"), "{e}");
+    assert!(
+        e.starts_with(
+            "device cuda: cannot open the NVIDIA driver (libcuda) (libcuda.so.1, libcuda.so; searched the system path"
+        ),
+        "{e}"
+    );
     assert!(e.ends_with("install the NVIDIA driver, or train with --device cpu"), "{e}");
     assert!(!e.contains('\n'));
     // The same line through the backend seam host uses.
@@ -74,5 +79,8 @@ fn a_library_that_is_not_a_backend_is_refused_in_one_line() {
         return;
     };
     let e = AccelLib::load(libc).err().unwrap();
-    assert_eq!(e, format!("device cuda: {} is not an accelerator backend library (no abi_stable export)", libc.display()));
+    assert_eq!(
+        e,
+        format!("device cuda: {} is not an accelerator backend library (no abi_stable export)", libc.display())
+    );
 }

@@ -1,0 +1,169 @@
+//! `cuda-check`: the checks that need a GPU, run by `tools/gpu/check.sh` from binaries built
+//! on a machine without one. Everything goes through the library as `host` loads it
+//! (`trainer::accel`: next to this executable, or `$HOST_CUDA_BACKEND`).
+//!
+//! - `cuda-check probe`: the library's version and the device;
+//! - `cuda-check kernels`: every kernel against its CPU reference (max abs difference);
+//! - `cuda-check compare [MODEL] [STEPS]`: CPU and CUDA runs from one seed (losses within 1e-3
+//!   relative at every step) and resumption across backends (CPU -> CUDA and CUDA -> CPU);
+//! - `cuda-check speed`: training tokens per second for three sizes, fp32 and TF32.
+//!
+//! Exit status 1 with one line on any failure.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use trainer::accel::{self, AccelOptions, AccelTrainer};
+use trainer::backend::{Backend, Device, State};
+use trainer::data::{Data, Source};
+use trainer::model::{ModelConfig, preset};
+use trainer::{TrainOptions, backend};
+
+const SEED: u64 = 3;
+/// Largest relative loss difference between the CPU and CUDA backends (step by step).
+const REL_TOL: f64 = 1e-3;
+
+fn opts(total: u64) -> TrainOptions {
+    TrainOptions { seed: SEED, total_steps: total, ..Default::default() }
+}
+
+fn cuda(cfg: &ModelConfig, total: u64, tf32: bool, state: Option<State>) -> Result<Box<dyn Backend>, String> {
+    let (lib, name) = accel::open_cuda(None)?;
+    Ok(Box::new(AccelTrainer::new(lib, name, cfg.clone(), opts(total), AccelOptions { tf32 }, state)?))
+}
+
+fn run(b: &mut dyn Backend, data: &Data, cfg: &ModelConfig, until: u64) -> Result<Vec<f32>, String> {
+    let mut out = Vec::new();
+    while b.step_index() < until {
+        let batch = data.train_batch(b.step_index(), cfg.batch, cfg.ctx, SEED);
+        out.push(b.step(&batch)?.loss);
+    }
+    Ok(out)
+}
+
+fn max_rel(a: &[f32], b: &[f32]) -> (f64, usize) {
+    a.iter().zip(b).enumerate().fold((0.0, 0), |(m, at), (i, (&x, &y))| {
+        let r = ((x as f64 - y as f64) / (y as f64).abs().max(1e-12)).abs();
+        if r > m || r.is_nan() { (if r.is_nan() { f64::INFINITY } else { r }, i) } else { (m, at) }
+    })
+}
+
+fn compare(model: &str, steps: u64) -> Result<(), String> {
+    let cfg = preset(model)?;
+    let data = Data::open(&Source::default())?;
+    let val = data.val_batches(16, cfg.ctx);
+    let t0 = Instant::now();
+    let mut c = backend::create(Device::Cpu, cfg.clone(), opts(steps), None)?;
+    let cpu = run(c.as_mut(), &data, &cfg, steps)?;
+    let cpu_val = c.eval_loss(&val)?;
+    let cpu_s = t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    let mut g = cuda(&cfg, steps, false, None)?;
+    let gpu = run(g.as_mut(), &data, &cfg, steps)?;
+    let gpu_val = g.eval_loss(&val)?;
+    let gpu_s = t0.elapsed().as_secs_f64();
+    let (rel, at) = max_rel(&gpu, &cpu);
+    let vrel = ((gpu_val - cpu_val) / cpu_val).abs() as f64;
+    println!(
+        "compare {model}, {steps} steps: loss cpu {:.5} -> {:.5}, cuda {:.5} -> {:.5}; max relative difference {rel:.2e} (step {at}); validation cpu {cpu_val:.5} cuda {gpu_val:.5} ({vrel:.2e}); {cpu_s:.1} s on CPU, {gpu_s:.1} s on GPU",
+        cpu[0],
+        cpu[cpu.len() - 1],
+        gpu[0],
+        gpu[gpu.len() - 1]
+    );
+    if rel > REL_TOL || vrel > REL_TOL {
+        return Err(format!("CPU and CUDA losses differ by more than {REL_TOL} (relative)"));
+    }
+    // Resume across backends at the half-way point; the continuation must follow the CPU curve.
+    let half = steps / 2;
+    for (first, second) in [(Device::Cpu, Device::Cuda), (Device::Cuda, Device::Cpu)] {
+        let mut a = match first {
+            Device::Cpu => backend::create(Device::Cpu, cfg.clone(), opts(steps), None)?,
+            Device::Cuda => cuda(&cfg, steps, false, None)?,
+        };
+        run(a.as_mut(), &data, &cfg, half)?;
+        let state = (a.state()?, a.step_index());
+        let mut b = match second {
+            Device::Cpu => backend::create(Device::Cpu, cfg.clone(), opts(steps), Some(state))?,
+            Device::Cuda => cuda(&cfg, steps, false, Some(state))?,
+        };
+        let rest = run(b.as_mut(), &data, &cfg, steps)?;
+        let (rel, at) = max_rel(&rest, &cpu[half as usize..]);
+        println!(
+            "resume {} -> {} at step {half}: max relative difference to the CPU run {rel:.2e} (step {})",
+            first.name(),
+            second.name(),
+            half as usize + at
+        );
+        if rel > REL_TOL {
+            return Err(format!("resuming {} -> {} departs from the CPU run", first.name(), second.name()));
+        }
+    }
+    Ok(())
+}
+
+/// The three sizes of the speed table: `(name, n_layer, n_head, d_model, d_hidden, ctx, batch)`.
+/// Mirrored in tools/gpu/torch_speed.py.
+pub const SIZES: &[(&str, usize, usize, usize, usize, usize, usize)] = &[
+    ("gpu-10m", 6, 6, 384, 1024, 512, 32),
+    ("gpu-30m", 8, 8, 512, 1536, 1024, 16),
+    ("gpu-85m", 12, 12, 768, 2048, 1024, 8),
+];
+
+fn speed() -> Result<(), String> {
+    println!("{:<9} {:>12} {:>6} {:>6} {:>12} {:>12}", "size", "non-emb", "ctx", "batch", "fp32 tok/s", "tf32 tok/s");
+    for &(name, l, nh, d, h, ctx, batch) in SIZES {
+        let cfg =
+            ModelConfig { name: name.into(), n_layer: l, n_head: nh, d_model: d, d_hidden: h, ctx, batch, lr: 1e-3 };
+        let tokens: Vec<u8> = (0..batch * (ctx + 1)).map(|i| (i * 131 % 251) as u8).collect();
+        let mut tps = Vec::new();
+        for tf32 in [false, true] {
+            let mut g = cuda(&cfg, 100, tf32, None)?;
+            for _ in 0..3 {
+                g.step(&tokens)?;
+            }
+            let n = 10;
+            let t0 = Instant::now();
+            for _ in 0..n {
+                g.step(&tokens)?;
+            }
+            tps.push((n * batch * ctx) as f64 / t0.elapsed().as_secs_f64());
+        }
+        println!("{name:<9} {:>12} {ctx:>6} {batch:>6} {:>12.0} {:>12.0}", cfg.non_embedding_params(), tps[0], tps[1]);
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let r = match args.first().map(String::as_str) {
+        Some("probe") => accel::locate(None).and_then(|p| {
+            let lib = accel::AccelLib::load(&p)?;
+            println!("{}: {}", p.display(), lib.version()?);
+            println!("device: {}", lib.probe()?);
+            Ok(())
+        }),
+        Some("kernels") => accel::open_cuda(None).and_then(|(lib, _)| {
+            let report = lib.check_kernels()?;
+            println!("{report}");
+            if report.contains("FAIL") { Err("some kernels differ from their CPU reference".into()) } else { Ok(()) }
+        }),
+        Some("compare") => {
+            let model = args.get(1).map(String::as_str).unwrap_or("lm-1m");
+            match args.get(2).map(|s| s.parse::<u64>()) {
+                Some(Err(e)) => Err(format!("STEPS: {e}")),
+                Some(Ok(s)) => compare(model, s),
+                None => compare(model, 200),
+            }
+        }
+        Some("speed") => speed(),
+        _ => Err("usage: cuda-check probe | kernels | compare [MODEL] [STEPS] | speed".into()),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cuda-check: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

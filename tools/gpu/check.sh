@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Everything that needs a GPU, in one unattended call (under 5 minutes on one H100), from
+# binaries built on a machine without one (tools/gpu/stage.sh puts them in target/gpu-bin;
+# override with BIN=folder). Needs no Rust toolchain and no network; the speed table also needs
+# python3 with PyTorch built for CUDA. Exit status 0 only if every check passed.
+#
+#  1. probe: the backend library's version and the device (finds libcuda, NVRTC and cuBLAS on
+#     the system path, in HOST_CUDA_LIBS or in Python's nvidia-* packages);
+#  2. kernels: every CUDA kernel against its CPU reference, max abs difference printed;
+#  3. compare: a 200-step run of lm-1m on the CPU and CUDA backends from one seed (losses within
+#     1e-3 relative at every step), then resumption across backends (CPU -> CUDA, CUDA -> CPU);
+#  4. QAT: `host train --format int4` through the int plugin on both devices (loss every 10
+#     steps within 1e-3 relative);
+#  5. speed: training tokens/s for three sizes (10M, 30M at context 1024, 85M) on the CUDA
+#     backend and in PyTorch eager, fp32 and TF32.
+set -uo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+BIN="${BIN:-$root/target/gpu-bin}"
+[ -x "$BIN/cuda-check" ] || BIN="$root/target/release"
+export HOST_CUDA_BACKEND="$BIN/libbackend_cuda.so"
+export HOST_CUDA_CACHE="${HOST_CUDA_CACHE:-$root/target/cuda-cache}"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+step() { echo; echo "== $1"; }
+check() { if "$@"; then echo "-> ok"; else echo "-> FAILED: $*"; fails=$((fails + 1)); fi; }
+timed() { local t0=$SECONDS; "$@"; local rc=$?; echo "   ($((SECONDS - t0)) s)"; return $rc; }
+
+step "probe"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true
+if ! timed "$BIN/cuda-check" probe; then echo "no usable GPU: stopping"; exit 1; fi
+
+step "kernels against their CPU reference"
+check timed "$BIN/cuda-check" kernels
+
+step "200 steps, CPU vs CUDA, and resumption across backends"
+check timed "$BIN/cuda-check" compare lm-1m 200
+
+step "QAT through the int plugin (int4), CPU vs CUDA"
+qat() {
+  for dev in cpu cuda; do
+    "$BIN/host" train --device "$dev" --model lm-500k --format int4 --steps 100 --seed 2 \
+      --plugins "$BIN/libplugin_int.so" --eval-every 50 --checkpoint-every 100 --out "$tmp/qat-$dev" --json \
+      > "$tmp/qat-$dev.json" || return 1
+  done
+  python3 - "$tmp/qat-cpu/metrics.jsonl" "$tmp/qat-cuda/metrics.jsonl" <<'PY'
+import json, sys
+def losses(p):
+    return {r["step"]: r["loss"] for r in map(json.loads, open(p)) if "loss" in r}
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+assert a.keys() == b.keys() and a, (sorted(a), sorted(b))
+worst = max((abs(b[s] - a[s]) / abs(a[s]), s) for s in a)
+print(f"QAT int4 lm-500k: loss at step 100 cpu {a[100]:.5f} cuda {b[100]:.5f}; max relative difference {worst[0]:.2e} (step {worst[1]})")
+sys.exit(0 if worst[0] <= 1e-3 else 1)
+PY
+}
+check timed qat
+
+step "speed: tokens/s, CUDA backend vs PyTorch eager (same GPU)"
+speed() {
+  "$BIN/cuda-check" speed | tee "$tmp/ours.txt" || return 1
+  if ! python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    echo "PyTorch with CUDA not available: no comparison"
+    return 0
+  fi
+  python3 "$here/torch_speed.py" > "$tmp/torch.txt" || return 1
+  python3 - "$tmp/ours.txt" "$tmp/torch.txt" <<'PY'
+import sys
+ours = {l.split()[0]: l.split() for l in open(sys.argv[1]) if l.startswith("gpu-")}
+torch = {l.split()[0]: l.split() for l in open(sys.argv[2])}
+print(f"{'size':<9} {'ctx':>5} {'ours fp32':>10} {'torch fp32':>11} {'ratio':>6} {'ours tf32':>10} {'torch tf32':>11} {'ratio':>6}")
+for k, o in ours.items():
+    t = torch[k]
+    f, g = float(o[4]), float(o[5])
+    tf, tg = float(t[1]), float(t[2])
+    print(f"{k:<9} {o[2]:>5} {f:>10.0f} {tf:>11.0f} {f / tf:>6.2f} {g:>10.0f} {tg:>11.0f} {g / tg:>6.2f}")
+PY
+}
+check timed speed
+
+echo
+if [ "$fails" -eq 0 ]; then echo "tools/gpu/check.sh: all checks passed"; else echo "tools/gpu/check.sh: $fails check(s) FAILED"; fi
+[ "$fails" -eq 0 ]
