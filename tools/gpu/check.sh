@@ -19,6 +19,12 @@ root="$(cd "$here/../.." && pwd)"
 BIN="${BIN:-$root/target/gpu-bin}"
 [ -x "$BIN/cuda-check" ] || BIN="$root/target/release"
 export HOST_CUDA_BACKEND="$BIN/libbackend_cuda.so"
+# CUDA libraries installed as Python packages (nvidia-cublas, nvidia-cuda-nvrtc), wherever this
+# python3 keeps them (a virtualenv or conda prefix that is not activated included).
+if [ -z "${HOST_CUDA_LIBS:-}" ]; then
+  site="$(python3 -c 'import nvidia, os; print(os.path.dirname(list(nvidia.__path__)[0]))' 2>/dev/null)" \
+    && export HOST_CUDA_LIBS="$site"
+fi
 export HOST_CUDA_CACHE="${HOST_CUDA_CACHE:-$root/target/cuda-cache}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
