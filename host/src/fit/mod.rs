@@ -46,7 +46,9 @@ pub struct FitArgs {
     #[arg(long = "where", value_name = "COL=V1|V2")]
     pub filters: Vec<String>,
     /// Fix parameters: `alpha=0.13,beta=0.33,E=1.3,L=1` (a per-family name such as `L` fixes it
-    /// in every family; `L[sparse]=1` in one).
+    /// in every family; `L[sparse]=1` in one). Values must be positive, except `B=0`, which drops
+    /// the data term (for runs whose D is proportional to N, where it cannot be told from the
+    /// parameter term).
     #[arg(long, value_name = "NAME=V,...")]
     pub fix: Option<String>,
     /// Bound parameters: `L=0.5:1.5,E=1:2` (positive bounds).
@@ -94,8 +96,11 @@ pub fn parse_fix(s: &str, layout: &Layout, strict: bool) -> Result<BTreeMap<usiz
     let mut out = BTreeMap::new();
     for (k, v) in data::parse_pairs(s)? {
         let x: f64 = v.parse().map_err(|_| format!("--fix {k}: `{v}` is not a number"))?;
-        if !(x > 0.0 && x.is_finite()) {
-            return Err(format!("--fix {k}: must be positive (got {v})"));
+        // B = 0 drops the data term (runs with D proportional to N cannot tell it from the
+        // parameter term); every other parameter must be positive.
+        let zero_ok = k.trim() == "B" && x == 0.0;
+        if !(zero_ok || x > 0.0 && x.is_finite()) {
+            return Err(format!("--fix {k}: must be positive (got {v}; only B may be 0, which drops the data term)"));
         }
         let idx = layout.resolve(&k);
         if idx.is_empty() && strict {

@@ -352,3 +352,16 @@ fn fit_is_marked_not_identified_when_it_misses_the_runs() {
     assert!(rep.to_text().starts_with("NOT IDENTIFIED (not a result): "), "{}", rep.to_text());
     assert_eq!(rep.to_json()["identified"], false);
 }
+
+#[test]
+fn fix_accepts_zero_only_for_b() {
+    let runs = quest_runs();
+    let layout = Layout::new(LawKind::Chinchilla, &runs).unwrap();
+    let fixed = parse_fix("B=0,beta=0.33", &layout, true).unwrap();
+    let b = layout.index("B").unwrap();
+    assert_eq!(fixed.get(&b), Some(&0.0));
+    for bad in ["A=0", "E=0", "B=-1", "alpha=0"] {
+        let err = parse_fix(bad, &layout, true).unwrap_err();
+        assert!(err.contains("must be positive") && err.contains("only B may be 0"), "{bad}: {err}");
+    }
+}
