@@ -71,7 +71,10 @@ impl Tensor {
             ));
         }
         let cols = *self.shape.last().unwrap_or(&0);
-        let rows: usize = self.shape[..self.shape.len() - 1].iter().product();
+        let rows = self.shape[..self.shape.len() - 1].iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        let rows = rows.filter(|r| r.checked_mul(cols) == Some(self.data.len())).ok_or_else(|| {
+            format!("{what}: shape {:?} does not match its {} values; the file is damaged", self.shape, self.data.len())
+        })?;
         if rows == 0 || cols == 0 {
             return Err(format!("{what} is empty (shape {:?})", self.shape));
         }
@@ -103,11 +106,18 @@ pub struct Read {
 
 /// Reads every tensor of a `.npy` or `.safetensors` file.
 pub fn read(path: &Path) -> Result<Read, String> {
-    let container = Container::of(path)?;
+    Container::of(path)?;
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    read_bytes(path, &bytes)
+}
+
+/// Reads every tensor of the contents `bytes` of file `path` (whose
+/// extension names the container; the path also names the file in errors).
+pub fn read_bytes(path: &Path, bytes: &[u8]) -> Result<Read, String> {
+    let container = Container::of(path)?;
     let tensors = match container {
-        Container::Npy => vec![read_npy(path, &bytes)?],
-        Container::Safetensors => read_safetensors(path, &bytes)?,
+        Container::Npy => vec![read_npy(path, bytes)?],
+        Container::Safetensors => read_safetensors(path, bytes)?,
     };
     Ok(Read { container, tensors })
 }
@@ -123,10 +133,27 @@ fn read_npy(path: &Path, bytes: &[u8]) -> Result<Entry, String> {
     let name = npy_name(path);
     let file_err =
         |e: std::io::Error| format!("`{}`: not a readable .npy file ({e}); re-save it with numpy.save", path.display());
+    // npyz allocates the header, then the data, from the sizes the file
+    // states, before reading them: check both against the bytes there are.
+    let damaged =
+        |what: String| format!("`{}`: not a readable .npy file ({what}); is it truncated or damaged?", path.display());
+    let data_start = npy_data_start(bytes).map_err(damaged)?;
     let npy = npyz::NpyFile::new(bytes).map_err(file_err)?;
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| usize::try_from(d).unwrap_or(usize::MAX)).collect();
     let fortran = npy.order() == npyz::Order::Fortran;
     let dtype = npy.dtype();
+    if let DType::Plain(ts) = &dtype {
+        let size = usize::try_from(ts.size_field()).ok();
+        let need = size.and_then(|s| shape.iter().try_fold(s, |n, &d| n.checked_mul(d)));
+        let have = bytes.len() - data_start.min(bytes.len());
+        if need.is_none_or(|n| n > have) {
+            return Err(damaged(format!(
+                "shape {shape:?} of {}-byte values needs {} bytes of data, the file holds {have}",
+                ts.size_field(),
+                need.map_or("more than 2^64".to_string(), |n| n.to_string())
+            )));
+        }
+    }
     let data: Vec<f32> = match &dtype {
         DType::Plain(ts) if ts.type_char() == TypeChar::Float => match ts.size_field() {
             4 => npy.into_vec::<f32>().map_err(file_err)?,
@@ -146,6 +173,27 @@ fn read_npy(path: &Path, bytes: &[u8]) -> Result<Entry, String> {
     }
     let data = if fortran && shape.len() > 1 { fortran_to_c(&data, &shape) } else { data };
     Ok((name.clone(), Ok(Tensor { name, shape, data })))
+}
+
+/// Where the data of a `.npy` file starts (after the magic, the version, the
+/// header length and the header), or why the file cannot hold it. Versions
+/// other than 1, 2 and 3 are left to npyz to refuse.
+fn npy_data_start(bytes: &[u8]) -> Result<usize, String> {
+    let (len_bytes, version) = match bytes.get(6) {
+        Some(1) => (2, 1),
+        Some(2 | 3) => (4, bytes[6]),
+        _ => return Ok(0),
+    };
+    let field = bytes.get(8..8 + len_bytes).ok_or("the header length is cut off")?;
+    let header = field.iter().rev().fold(0usize, |n, &b| (n << 8) | b as usize);
+    let start = 8 + len_bytes + header;
+    if start > bytes.len() {
+        return Err(format!(
+            "version {version} header of {header} bytes, but the file has {} bytes after the preamble",
+            bytes.len() - 8 - len_bytes
+        ));
+    }
+    Ok(start)
 }
 
 /// Reorders column-major (Fortran) data to row-major.
@@ -277,6 +325,41 @@ mod tests {
         let views: Vec<(String, TensorView<'_>)> =
             entries.iter().map(|(n, d, s, b)| (n.to_string(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
         safetensors::serialize_to_file(views, None, path).unwrap();
+    }
+
+    /// Length fields that promise more than the file holds (found by the
+    /// `npy` fuzz target: npyz allocated the stated header size, up to 4 GiB,
+    /// before reading it) and shapes whose size overflows are one-line errors.
+    #[test]
+    fn damaged_npy_is_an_error_not_an_allocation() {
+        let path = Path::new("x.npy");
+        let npy = |version: u8, header: &str, data: &[u8]| {
+            let mut b = b"\x93NUMPY".to_vec();
+            b.extend([version, 0]);
+            if version == 1 {
+                b.extend((header.len() as u16).to_le_bytes());
+            } else {
+                b.extend((header.len() as u32).to_le_bytes());
+            }
+            b.extend(header.as_bytes());
+            b.extend(data);
+            b
+        };
+        let mut huge_header = b"\x93NUMPY\x02\x00\xff\xff\xff\xff{".to_vec();
+        let e = read_bytes(path, &huge_header).unwrap_err();
+        assert!(e.contains("x.npy") && e.contains("header of 4294967295 bytes") && e.contains("truncated"), "{e}");
+        huge_header.truncate(10);
+        assert!(read_bytes(path, &huge_header).unwrap_err().contains("header length is cut off"));
+        let big = npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000, 1000000000), }\n", &[0; 16]);
+        let e = read_bytes(path, &big).unwrap_err();
+        assert!(e.contains("needs 4000000000000000000 bytes of data, the file holds 16"), "{e}");
+        let overflow =
+            npy(2, "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296, 0), }\n", &[]);
+        assert!(read_bytes(path, &overflow).unwrap_err().contains("more than 2^64"));
+        // A good file still reads.
+        let ok = npy(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2), }\n", &[0, 0, 128, 63, 0, 0, 0, 64]);
+        let r = read_bytes(path, &ok).unwrap();
+        assert_eq!(r.tensors[0].1.as_ref().unwrap().data, [1.0, 2.0]);
     }
 
     #[test]

@@ -176,7 +176,20 @@ fn collect_records(dir: &Path, top: bool, out: &mut Vec<std::path::PathBuf>) -> 
 /// The JSON objects of one file: an object, an array of objects, or JSON lines.
 fn json_objects(path: &Path) -> Result<Vec<serde_json::Value>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+    json_objects_in(path, &text)
+}
+
+impl Table {
+    /// The runs of the JSON text `text` of file `path` (one object, an array
+    /// of objects, or JSON lines), as [`Table::read`] reads a `.json` file.
+    pub fn from_json_text(path: &Path, text: &str) -> Result<Table, String> {
+        Table::from_json(&json_objects_in(path, text)?)
+    }
+}
+
+/// [`json_objects`] of text already read.
+fn json_objects_in(path: &Path, text: &str) -> Result<Vec<serde_json::Value>, String> {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
         return Ok(match v {
             serde_json::Value::Array(a) => a,
             v => vec![v],

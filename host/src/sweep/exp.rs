@@ -455,6 +455,10 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// Most SPECs one `[[formats]]` table may expand to (a grid beyond it is
+/// almost certainly a mistake, and would exhaust memory before running).
+pub const MAX_SPECS: usize = 100_000;
+
 /// The SPECs of one `[[formats]]` table.
 pub fn expand_group(g: &FormatGroup) -> Result<Vec<String>, String> {
     let base: Vec<String> = match (&g.preset, &g.kind) {
@@ -483,6 +487,14 @@ pub fn expand_group(g: &FormatGroup) -> Result<Vec<String>, String> {
                         return Err(format!("exclude names `{k}`, which is not in params"));
                     }
                 }
+            }
+            let n = axes.iter().try_fold(1usize, |n, (_, vs)| n.checked_mul(vs.len()));
+            if n.is_none_or(|n| n > MAX_SPECS) {
+                let sizes: Vec<String> = axes.iter().map(|(k, vs)| format!("{k}: {}", vs.len())).collect();
+                return Err(format!(
+                    "params expand to more than {MAX_SPECS} combinations ({}); split the table or give fewer values",
+                    sizes.join(", ")
+                ));
             }
             // Cartesian product, last axis fastest (keys in sorted order).
             let mut combos: Vec<Vec<(String, Value)>> = vec![vec![]];
@@ -517,6 +529,15 @@ pub fn expand_group(g: &FormatGroup) -> Result<Vec<String>, String> {
     };
     let befores = g.before.as_ref().map(|b| b.0.clone()).unwrap_or_else(|| vec![String::new()]);
     let thens = g.then.as_ref().map(|b| b.0.clone()).unwrap_or_else(|| vec![String::new()]);
+    let total = base.len().checked_mul(befores.len()).and_then(|n| n.checked_mul(thens.len()));
+    if total.is_none_or(|n| n > MAX_SPECS) {
+        return Err(format!(
+            "{} SPECs x {} `before` x {} `then` is more than {MAX_SPECS} formats; split the table",
+            base.len(),
+            befores.len(),
+            thens.len()
+        ));
+    }
     let mut out = Vec::new();
     for b in &befores {
         for s in &base {

@@ -275,3 +275,18 @@ fn launchers_name_the_array_and_the_command() {
     let p = emit::emit(emit::Target::Parallel, &m, &o, Path::new("/w")).unwrap();
     assert!(p.contains("seq 0 1 | parallel") && p.ends_with("--shard {}/2\n"), "{p}");
 }
+
+/// A grid of more than `MAX_SPECS` combinations is a one-line error, found
+/// before anything is expanded (10 keys x 10 values would be 10^10 SPECs).
+#[test]
+fn grid_explosion_is_refused_before_expanding() {
+    let values = "[0,1,2,3,4,5,6,7,8,9]";
+    let keys: Vec<String> = "abcdefghij".chars().map(|k| format!("{k} = {values}")).collect();
+    let e = parse(&format!("[[formats]]\nkind = \"int\"\nparams = {{ {} }}\n", keys.join(", "))).unwrap();
+    let err = e.format_specs().unwrap_err();
+    assert!(err.contains("[[formats]] #1") && err.contains("more than 100000 combinations"), "{err}");
+    assert!(err.contains("a: 10"), "{err}");
+    // A small grid still expands.
+    let e = parse("[[formats]]\nkind = \"int\"\nparams = { bits = [1, 2, 3], group = [16, 32] }\n").unwrap();
+    assert_eq!(e.format_specs().unwrap().len(), 6);
+}

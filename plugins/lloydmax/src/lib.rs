@@ -26,15 +26,154 @@ sdk::params! {
 pub struct LloydMax {
     bits: u32,
     levels: Levels,
+    /// The same nearest-level search as a table for eight lanes at a time.
+    wide: Wide,
     group: usize,
     scale_bits: u32,
+}
+
+/// The nearest level of `v`, level `i` where `i` = the number of midpoints
+/// below `v` (strictly: a value on a midpoint goes to the lower level; NaN
+/// to level 0), exactly as [`Levels::index`] counts them, by a bucket table
+/// laid out for AVX2 gathers: `b = min(max((v - lo) * inv_width, 0), top)`
+/// truncated (NaN gives 0), then `base[b]` (the midpoints of earlier
+/// buckets; `b` is monotone in `v`, so they are all below `v` and the
+/// midpoints of later buckets all above) plus, for `j < per_bucket`,
+/// `v > mid[base[b] + j]` (the bucket's own midpoints; `+inf` padding). The
+/// compares are independent (ascending midpoints), so their gathers overlap.
+#[derive(Debug, Clone)]
+struct Wide {
+    levels: Vec<f32>,
+    /// Midpoints, then `per_bucket` copies of `+inf`.
+    mid: Vec<f32>,
+    base: Vec<i32>,
+    lo: f32,
+    inv_width: f32,
+    top: f32,
+    per_bucket: usize,
+}
+
+impl Wide {
+    fn new(levels: &Levels) -> Wide {
+        let levels = levels.levels().to_vec();
+        let mid: Vec<f32> = levels.windows(2).map(|w| 0.5 * (w[0] + w[1])).collect();
+        let (lo, hi) = (mid.first().copied().unwrap_or(0.0), mid.last().copied().unwrap_or(0.0));
+        let k = (8 * mid.len()).clamp(16, 1 << 16);
+        let inv_width = if hi > lo { k as f32 / (hi - lo) } else { 0.0 };
+        let mut w =
+            Wide { levels, mid: Vec::new(), base: Vec::new(), lo, inv_width, top: (k - 1) as f32, per_bucket: 0 };
+        let mut count = vec![0i32; k];
+        for &t in &mid {
+            count[w.bucket(t)] += 1;
+        }
+        w.per_bucket = count.iter().copied().max().unwrap_or(0) as usize;
+        w.base = count
+            .iter()
+            .scan(0i32, |acc, &c| {
+                let b = *acc;
+                *acc += c;
+                Some(b)
+            })
+            .collect();
+        w.mid = mid;
+        w.mid.extend(std::iter::repeat_n(f32::INFINITY, w.per_bucket.max(1)));
+        w
+    }
+
+    /// The bucket of `v`, with the vector code's operations.
+    #[inline(always)]
+    fn bucket(&self, v: f32) -> usize {
+        let t = (v - self.lo) * self.inv_width;
+        let t = if t > 0.0 { t } else { 0.0 }; // `_mm256_max_ps(t, 0)`: NaN gives 0
+        let t = if t < self.top { t } else { self.top }; // `_mm256_min_ps(t, top)`
+        t as usize
+    }
+
+    /// Level index of `v` (the scalar form of [`Wide::quantize_avx2`]).
+    #[inline(always)]
+    fn index(&self, v: f32) -> usize {
+        let b = self.base[self.bucket(v)] as usize;
+        b + (0..self.per_bucket).map(|j| (v > self.mid[b + j]) as usize).sum::<usize>()
+    }
+
+    /// `output = levels[index(x * inv)] * s`, eight values at a time.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn quantize_avx2(&self, input: &[f32], output: &mut [f32], s: f32, inv: f32) {
+        use std::arch::x86_64::*;
+        assert_eq!(input.len(), output.len());
+        let (vinv, vs, vlo, vw, vtop, zero) = (
+            _mm256_set1_ps(inv),
+            _mm256_set1_ps(s),
+            _mm256_set1_ps(self.lo),
+            _mm256_set1_ps(self.inv_width),
+            _mm256_set1_ps(self.top),
+            _mm256_setzero_ps(),
+        );
+        let mut xs = input.chunks_exact(8);
+        let mut ys = output.chunks_exact_mut(8);
+        for (x, y) in (&mut xs).zip(&mut ys) {
+            // SAFETY: 8 values in and out; every gathered index is in its
+            // table (buckets in 0..=top, base[b] + j < mid.len(), and the
+            // level index at most the number of midpoints).
+            unsafe {
+                let v = _mm256_mul_ps(_mm256_loadu_ps(x.as_ptr()), vinv);
+                let t = _mm256_mul_ps(_mm256_sub_ps(v, vlo), vw);
+                let t = _mm256_min_ps(_mm256_max_ps(t, zero), vtop);
+                let b = _mm256_i32gather_epi32::<4>(self.base.as_ptr(), _mm256_cvttps_epi32(t));
+                let mut idx = b;
+                for j in 0..self.per_bucket {
+                    let m = _mm256_i32gather_ps::<4>(self.mid.as_ptr().add(j), b);
+                    idx = _mm256_sub_epi32(idx, _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GT_OQ>(v, m)));
+                }
+                let l = _mm256_i32gather_ps::<4>(self.levels.as_ptr(), idx);
+                _mm256_storeu_ps(y.as_mut_ptr(), _mm256_mul_ps(l, vs));
+            }
+        }
+        for (x, y) in xs.remainder().iter().zip(ys.into_remainder()) {
+            *y = self.levels[self.index(x * inv)] * s;
+        }
+    }
+}
+
+/// `(scale, 1 / scale)` for a usable scale, `(0, 0)` otherwise (as
+/// [`Levels::quantizer`] takes its scale).
+fn scale_pair(scale: f32) -> (f32, f32) {
+    if scale > 0.0 && scale.is_finite() && (1.0 / scale).is_finite() { (scale, 1.0 / scale) } else { (0.0, 0.0) }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+thread_local! {
+    /// Tests set this to run the baseline search on this thread.
+    static FORCE_BASELINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread may use the AVX2 search.
+#[cfg(target_arch = "x86_64")]
+fn use_avx2() -> bool {
+    #[cfg(test)]
+    if FORCE_BASELINE.get() {
+        return false;
+    }
+    std::arch::is_x86_feature_detected!("avx2")
 }
 
 impl Format for LloydMax {
     fn compress(&self, t: Tensor<'_>) -> Result<()> {
         rows::check(&t)?;
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = use_avx2();
         for g in rows::tensor_groups(t, self.group) {
             let s = scale::rms(g.input);
+            #[cfg(target_arch = "x86_64")]
+            if avx2 {
+                let (s, inv) = scale_pair(s);
+                // SAFETY: the CPU has AVX2 (`use_avx2`).
+                unsafe { self.wide.quantize_avx2(g.input, g.output, s, inv) };
+            } else {
+                map(g.input, g.output, self.levels.quantizer(s));
+            }
+            #[cfg(not(target_arch = "x86_64"))]
             map(g.input, g.output, self.levels.quantizer(s));
             if let Some(m) = g.mask {
                 let (lo, hi) = self.levels.clip_range(s);
@@ -89,7 +228,8 @@ impl Kind for LloydMaxKind {
             return Err(Error::param("scale_bits", format!("must be 0..=64, got {}", p.scale_bits)));
         }
         let levels = Levels::from_f64(gauss::lloyd_max(p.bits));
-        Ok(Box::new(LloydMax { bits: p.bits, levels, group: p.group, scale_bits: p.scale_bits }))
+        let wide = Wide::new(&levels);
+        Ok(Box::new(LloydMax { bits: p.bits, levels, wide, group: p.group, scale_bits: p.scale_bits }))
     }
 }
 
@@ -134,6 +274,49 @@ mod tests {
             }
             println!("lloydmax{bits}: max |fast - reference| = {worst:e}");
             assert!(worst < 1e-5, "lloydmax{bits}: {worst}");
+        }
+    }
+
+    /// The AVX2 search picks [`Levels::index`]'s level for every value tried:
+    /// each midpoint and its two f32 neighbours, zeros, infinities, NaN, and
+    /// 2^20 Gaussian values at several scales; and `compress` gives the
+    /// baseline build's output bit for bit (rows of zeros, huge and tiny
+    /// scales, a short tail).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_search_matches_levels() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let bits_of = |v: &[f32]| v.iter().map(|a| a.to_bits()).collect::<Vec<_>>();
+        for bits in 1..=8 {
+            let f = build::<LloydMaxKind>(&format!("bits = {bits}")).unwrap();
+            let levels = Levels::from_f64(gauss::lloyd_max(bits));
+            let wide = Wide::new(&levels);
+            let mut x: Vec<f32> = vec![0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1e30, -1e30];
+            for w in levels.levels().windows(2) {
+                let m = 0.5 * (w[0] + w[1]);
+                x.extend([m, m.next_up(), m.next_down()]);
+            }
+            for k in [0.25f32, 1.0, 3.0] {
+                x.extend(gaussian(1 << 18, 40 + bits as u64).iter().map(|v| v * k));
+            }
+            let mut y = vec![0f32; x.len()];
+            // SAFETY: the CPU has AVX2 (checked above).
+            unsafe { wide.quantize_avx2(&x, &mut y, 1.0, 1.0) };
+            for (v, q) in x.iter().zip(&y) {
+                assert_eq!(q.to_bits(), levels.nearest(*v).to_bits(), "{bits} bits: {v}");
+            }
+            let shape = Shape::new(5, 1029);
+            let mut t = gaussian(shape.len(), 7);
+            t[..shape.cols].iter_mut().for_each(|v| *v *= 1e30);
+            t[shape.cols..2 * shape.cols].iter_mut().for_each(|v| *v *= 1e-30);
+            t[2 * shape.cols..3 * shape.cols].fill(0.0);
+            let (fast, _) = run(&*f, &t, shape, 0, false).unwrap();
+            FORCE_BASELINE.set(true);
+            let (base, _) = run(&*f, &t, shape, 0, false).unwrap();
+            FORCE_BASELINE.set(false);
+            assert_eq!(bits_of(&fast), bits_of(&base), "{bits} bits: compress");
         }
     }
 

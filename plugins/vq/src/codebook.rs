@@ -163,7 +163,18 @@ pub fn codebook(dim: usize, bits: u32) -> &'static Codebook {
         bits >= 1 && size(dim, bits).is_some_and(|k| k <= MAX_SIZE),
         "vq: 2^(bits * dim) must be at most {MAX_SIZE} (dim {dim}, bits {bits})"
     );
-    CACHE[d * SLOTS + bits as usize].get_or_init(|| build(dim, bits))
+    CACHE[d * SLOTS + bits as usize].get_or_init(|| shipped(dim, bits).unwrap_or_else(|| build(dim, bits)))
+}
+
+/// The shipped codebook for `(dim, bits)`, when there is one: the presets'
+/// codebooks, as [`build`] trains them (bit for bit, tested), so that a
+/// process does not train them at every start.
+pub fn shipped(dim: usize, bits: u32) -> Option<Codebook> {
+    let &(_, _, mse, words) = crate::shipped::CODEBOOKS.iter().find(|c| c.0 == dim && c.1 == bits)?;
+    let words = words.iter().map(|&h| f32::from_bits((h as u32) << 16)).collect();
+    let mut cb = Codebook::from_words(dim, bits, words);
+    cb.train_mse = f64::from_bits(mse);
+    Some(cb)
 }
 
 /// Trains the codebook for `(dim, bits)` (no cache; deterministic).
@@ -233,6 +244,14 @@ impl Codebook {
     /// `((||c||² + c_0 (-2 x_0)) + c_1 (-2 x_1)) + ...`.
     #[inline(always)]
     pub fn nearest<const P: usize>(&self, x: &[f32; P]) -> usize {
+        self.nearest_with::<P, false>(x)
+    }
+
+    /// [`Codebook::nearest`]; with `AVX2` (and a CPU that has it) the
+    /// brute-force search runs on AVX2 registers ([`Codebook::brute_avx2`]),
+    /// best inlined into a function compiled for AVX2.
+    #[inline(always)]
+    pub(crate) fn nearest_with<const P: usize, const AVX2: bool>(&self, x: &[f32; P]) -> usize {
         debug_assert_eq!(P, self.dim);
         let y: [f32; P] = std::array::from_fn(|d| -2.0 * x[d]);
         if P == 2
@@ -250,6 +269,11 @@ impl Codebook {
             }
             return best.1;
         }
+        #[cfg(target_arch = "x86_64")]
+        if AVX2 && std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (a cached flag, checked just above).
+            return unsafe { self.brute_avx2(&y) };
+        }
         let mut best = [f32::INFINITY; LANES];
         let mut idx = [0u32; LANES];
         let stride = (P + 1) * LANES;
@@ -262,14 +286,71 @@ impl Codebook {
                 idx[l] = if better { base + l as u32 } else { idx[l] };
             }
         }
-        let (mut b, mut i) = (best[0], idx[0]);
-        for l in 1..LANES {
-            if best[l] < b || (best[l] == b && idx[l] < i) {
-                b = best[l];
-                i = idx[l];
+        first_min(&best, &idx)
+    }
+
+    /// The brute-force search of [`Codebook::nearest`] in AVX2 intrinsics:
+    /// the same `f32` operations per lane (`d = norm; d = d + c_k * y_k`) and
+    /// the same selection, the smallest index among the smallest values.
+    /// Even and odd blocks are searched by two independent chains (each
+    /// keeps a lane's earlier codeword on a tie, tracked as its block number
+    /// in an `f32` lane, exact below 2^24) that are merged lane by lane with
+    /// the tie rule, so the compare-and-blend latency is paid once per two
+    /// blocks.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn brute_avx2<const P: usize>(&self, y: &[f32; P]) -> usize {
+        use std::arch::x86_64::*;
+        const { assert!(LANES == 8) };
+        let stride = (P + 1) * LANES;
+        let yv: [__m256; P] = std::array::from_fn(|k| _mm256_set1_ps(y[k]));
+        let dist = |p: *const f32| {
+            // SAFETY: `p` starts a block of `(P + 1) * 8` values.
+            let mut d = unsafe { _mm256_loadu_ps(p) };
+            for (k, &yk) in yv.iter().enumerate() {
+                let c = unsafe { _mm256_loadu_ps(p.add((k + 1) * LANES)) };
+                d = _mm256_add_ps(d, _mm256_mul_ps(c, yk));
             }
+            d
+        };
+        let (mut best0, mut best1) = (_mm256_set1_ps(f32::INFINITY), _mm256_set1_ps(f32::INFINITY));
+        let (mut blk0, mut blk1) = (_mm256_setzero_ps(), _mm256_set1_ps(1.0));
+        let mut j0 = _mm256_setzero_ps();
+        let (one, two) = (_mm256_set1_ps(1.0), _mm256_set1_ps(2.0));
+        let mut pairs = self.search.chunks_exact(2 * stride);
+        for pair in &mut pairs {
+            let p = pair.as_ptr();
+            // SAFETY: `pair` holds two blocks.
+            let (d0, d1) = (dist(p), dist(unsafe { p.add(stride) }));
+            let (b0, b1) = (_mm256_cmp_ps::<_CMP_LT_OQ>(d0, best0), _mm256_cmp_ps::<_CMP_LT_OQ>(d1, best1));
+            best0 = _mm256_blendv_ps(best0, d0, b0);
+            best1 = _mm256_blendv_ps(best1, d1, b1);
+            blk0 = _mm256_blendv_ps(blk0, j0, b0);
+            blk1 = _mm256_blendv_ps(blk1, _mm256_add_ps(j0, one), b1);
+            j0 = _mm256_add_ps(j0, two);
         }
-        i as usize
+        if !pairs.remainder().is_empty() {
+            let d0 = dist(pairs.remainder().as_ptr());
+            let b0 = _mm256_cmp_ps::<_CMP_LT_OQ>(d0, best0);
+            best0 = _mm256_blendv_ps(best0, d0, b0);
+            blk0 = _mm256_blendv_ps(blk0, j0, b0);
+        }
+        // Per lane, the odd chain wins when smaller, or equal with an earlier block.
+        let take1 = _mm256_or_ps(
+            _mm256_cmp_ps::<_CMP_LT_OQ>(best1, best0),
+            _mm256_and_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(best1, best0), _mm256_cmp_ps::<_CMP_LT_OQ>(blk1, blk0)),
+        );
+        let best = _mm256_blendv_ps(best0, best1, take1);
+        let blk_of = _mm256_blendv_ps(blk0, blk1, take1);
+        let (mut b, mut bl) = ([0f32; LANES], [0f32; LANES]);
+        // SAFETY: both arrays hold 8 values.
+        unsafe {
+            _mm256_storeu_ps(b.as_mut_ptr(), best);
+            _mm256_storeu_ps(bl.as_mut_ptr(), blk_of);
+        }
+        let idx: [u32; LANES] = std::array::from_fn(|l| bl[l] as u32 * LANES as u32 + l as u32);
+        first_min(&b, &idx)
     }
 
     /// Index of the codeword nearest to a partial vector `x` (`x.len() < dim`)
@@ -297,6 +378,19 @@ impl Codebook {
         }
         total / vectors.len().max(1) as f64
     }
+}
+
+/// The smallest index among the lanes holding the smallest value.
+#[inline(always)]
+fn first_min(best: &[f32; LANES], idx: &[u32; LANES]) -> usize {
+    let (mut b, mut i) = (best[0], idx[0]);
+    for l in 1..LANES {
+        if best[l] < b || (best[l] == b && idx[l] < i) {
+            b = best[l];
+            i = idx[l];
+        }
+    }
+    i as usize
 }
 
 /// SplitMix64: a tiny deterministic generator for the training samples.

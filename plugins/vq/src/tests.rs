@@ -61,6 +61,15 @@ fn nearest_fast(cb: &Codebook, x: &[f32]) -> usize {
     }
 }
 
+/// The search of the AVX2 build (the baseline one where the CPU lacks AVX2).
+fn nearest_avx2(cb: &Codebook, x: &[f32]) -> usize {
+    match cb.dim {
+        2 => cb.nearest_with::<2, true>(x.try_into().unwrap()),
+        4 => cb.nearest_with::<4, true>(x.try_into().unwrap()),
+        _ => cb.nearest_with::<8, true>(x.try_into().unwrap()),
+    }
+}
+
 fn dist2(x: &[f32], c: &[f32]) -> f64 {
     x.iter().zip(c).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum()
 }
@@ -73,10 +82,18 @@ fn search_matches_reference() {
         let mut x = gaussian(32768 * dim, 77);
         // Some vectors far outside the codebook too.
         x.iter_mut().skip(1).step_by(7).for_each(|v| *v *= 3.0);
+        // Ties: the origin, the codewords, and midpoints of codeword pairs.
+        x.extend(std::iter::repeat_n(0.0, dim));
+        x.extend_from_slice(&cb.words);
+        for k in 0..cb.size {
+            let (a, b) = (cb.word(k), cb.word((k * 7 + 3) % cb.size));
+            x.extend(a.iter().zip(b).map(|(p, q)| 0.5 * (p + q)));
+        }
         let mut worst_gap = 0f64;
         for v in x.chunks_exact(dim) {
             let (fast, slow) = (nearest_fast(cb, v), nearest_ref(cb, v));
             assert_eq!(fast, slow, "{name}: x = {v:?}");
+            assert_eq!(nearest_avx2(cb, v), slow, "{name} (AVX2): x = {v:?}");
             // And it is the true nearest codeword up to f32 rounding.
             let best = (0..cb.size).map(|k| dist2(v, cb.word(k))).fold(f64::INFINITY, f64::min);
             worst_gap = worst_gap.max(dist2(v, cb.word(fast)) - best);
@@ -101,6 +118,50 @@ fn codebooks_are_deterministic() {
         assert_eq!(a.train_mse.to_bits(), b.train_mse.to_bits());
         assert!(a.words.iter().all(|&w| codebook::bf16(w) == w), "codewords must be BF16 values");
     }
+}
+
+/// The shipped codebooks are the trained ones, bit for bit (codewords and
+/// training MSE), one for each preset. With `VQ_WRITE_SHIPPED=1` the test
+/// writes `src/shipped.rs` from training instead.
+#[test]
+fn shipped_codebooks_are_the_trained_ones() {
+    let trained: Vec<Codebook> = PRESETS.iter().map(|&(_, dim, bits)| codebook::build(dim, bits)).collect();
+    if std::env::var_os("VQ_WRITE_SHIPPED").is_some() {
+        let mut s = String::from(
+            "//! The presets' codebooks, as `codebook::build` trains them.\n\
+             //! Written by `VQ_WRITE_SHIPPED=1 cargo test --release -p plugin-vq shipped`; do not edit.\n\n\
+             /// `(dim, bits, training MSE as f64 bits, codewords as the upper 16 bits of their f32 values)`.\n\
+             pub(crate) const CODEBOOKS: &[(usize, u32, u64, &[u16])] = &[\n",
+        );
+        for cb in &trained {
+            s += &format!("    ({}, {}, {:#018x}, &[", cb.dim, cb.bits, cb.train_mse.to_bits());
+            for (i, w) in cb.words.iter().enumerate() {
+                assert_eq!(w.to_bits() & 0xffff, 0, "codewords must be BF16 values");
+                if i % 12 == 0 {
+                    s += "\n        ";
+                } else {
+                    s += " ";
+                }
+                s += &format!("{:#06x},", w.to_bits() >> 16);
+            }
+            s += "\n    ]),\n";
+        }
+        s += "];\n";
+        std::fs::write(concat!(env!("CARGO_MANIFEST_DIR"), "/src/shipped.rs"), s).unwrap();
+    }
+    for (&(name, dim, bits), t) in PRESETS.iter().zip(&trained) {
+        let s = codebook::shipped(dim, bits).unwrap_or_else(|| panic!("{name}: no shipped codebook"));
+        let bits_of = |c: &Codebook| c.words.iter().map(|w| w.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits_of(&s),
+            bits_of(t),
+            "{name}: shipped codewords differ from training; rerun with VQ_WRITE_SHIPPED=1"
+        );
+        assert_eq!(s.train_mse.to_bits(), t.train_mse.to_bits(), "{name}: training MSE");
+        assert_eq!(&s, t, "{name}: search layout");
+        assert_eq!(&s, cached(dim, bits), "{name}: cache");
+    }
+    assert!(codebook::shipped(2, 1).is_none(), "only the presets are shipped");
 }
 
 /// Codebook GMSE per element on fresh `N(0, I_p)` samples (no RMS scaling):
@@ -185,6 +246,30 @@ fn format_matches_reference() {
                     assert_eq!(y[r * cols + j * dim + d], c * s, "dim {dim}: row {r} vector {j}");
                 }
             }
+        }
+    }
+}
+
+/// The AVX2 build of `compress` gives the baseline build's output bit for
+/// bit: every preset, with and without rotation, on rows with a short last
+/// vector, large and tiny scales and an all-zero row.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_build_matches_baseline() {
+    let shape = Shape::new(5, 389);
+    let mut x = gaussian(shape.len(), 17);
+    x[..shape.cols].iter_mut().for_each(|v| *v *= 1e30);
+    x[shape.cols..2 * shape.cols].iter_mut().for_each(|v| *v *= 1e-30);
+    x[2 * shape.cols..3 * shape.cols].fill(0.0);
+    for (name, dim, bits) in PRESETS {
+        for h in [true, false] {
+            let f = build::<VqKind>(&format!("dim = {dim}, bits = {bits}, hadamard = {h}")).unwrap();
+            let (fast, _) = run(&*f, &x, shape, 0, false).unwrap();
+            crate::FORCE_BASELINE.set(true);
+            let (base, _) = run(&*f, &x, shape, 0, false).unwrap();
+            crate::FORCE_BASELINE.set(false);
+            let bits_of = |v: &[f32]| v.iter().map(|a| a.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits_of(&fast), bits_of(&base), "{name}, hadamard = {h}");
         }
     }
 }
