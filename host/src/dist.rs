@@ -33,6 +33,7 @@ use rand_distr::{Distribution, Open01, StudentT};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use sdk::{Bits, BitsPart, Shape};
 
+use crate::diag::Diagnostics;
 use crate::format::HostFormat;
 use crate::{sampler, tensorio};
 
@@ -68,11 +69,11 @@ const LOGISTIC_S: f64 = 0.551_328_895_421_792_1;
 
 impl Dist {
     /// Parses `gaussian`, `laplace`, `student-t:NU`, `logistic` or `file:PATH`
-    /// (reading the file; unusable tensors are skipped with a warning each).
-    pub fn parse(s: &str) -> Result<Dist, String> {
+    /// (reading the file; each unusable tensor is skipped with a failure in `diags`).
+    pub fn parse(s: &str, diags: &mut Diagnostics) -> Result<Dist, String> {
         let t = s.trim();
         if let Some(path) = t.strip_prefix("file:") {
-            return Dist::from_file(Path::new(path));
+            return Dist::from_file(Path::new(path), diags);
         }
         if let Some(nu) = t.strip_prefix("student-t:") {
             let nu: f64 =
@@ -94,22 +95,23 @@ impl Dist {
         }
     }
 
-    /// Loads a file's usable tensors, each scaled to unit RMS.
-    pub fn from_file(path: &Path) -> Result<Dist, String> {
+    /// Loads a file's usable tensors, each scaled to unit RMS (each unusable one is skipped with
+    /// a failure in `diags`).
+    pub fn from_file(path: &Path, diags: &mut Diagnostics) -> Result<Dist, String> {
         let read = tensorio::read(path)?;
         let mut tensors = Vec::new();
         for (_, t) in read.tensors {
             let t = match t.and_then(|t| t.matrix(path).map(|s| (t, s))) {
                 Ok(v) => v,
                 Err(e) => {
-                    crate::diag::fail(format!("{e}; skipped"));
+                    diags.failure(format!("{e}; skipped"));
                     continue;
                 }
             };
             let (t, shape) = t;
             let ms = t.data.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / t.data.len() as f64;
             if ms <= 0.0 {
-                crate::diag::fail(format!("`{}`: tensor `{}` is all zeros; skipped", path.display(), t.name));
+                diags.failure(format!("`{}`: tensor `{}` is all zeros; skipped", path.display(), t.name));
                 continue;
             }
             let k = (1.0 / ms.sqrt()) as f32;
@@ -173,23 +175,6 @@ impl Dist {
         }
     }
 
-    /// For a file: replaces each format's bits by their element-weighted mean
-    /// over the file's tensor shapes (parts matched by name), dropping with a
-    /// warning a format that cannot describe some shape. Otherwise a no-op.
-    pub fn average_bits(&self, prepared: &mut Vec<crate::cli::Prepared>) {
-        let Dist::File(f) = self else { return };
-        prepared.retain_mut(|p| match mean_bits(&p.format, f) {
-            Ok(bits) => {
-                p.info.bits = bits;
-                true
-            }
-            Err(e) => {
-                crate::diag::fail(format!("format `{}` (plugin `{}`): {e}; skipped", p.spec, p.plugin));
-                false
-            }
-        });
-    }
-
     /// Fills `buf` (of `self.shape(t, ..).len()` values) with tensor `t` of `seed`.
     pub fn fill(&self, seed: u64, t: u64, buf: &mut [f32]) {
         let rng = || Xoshiro256PlusPlus::seed_from_u64(sampler::tensor_seed(seed, t));
@@ -228,7 +213,7 @@ impl Dist {
 }
 
 /// Bits of `format` averaged over the file's tensors, weighted by elements.
-fn mean_bits(format: &dyn HostFormat, f: &FileTensors) -> Result<Bits, String> {
+pub fn mean_bits(format: &dyn HostFormat, f: &FileTensors) -> Result<Bits, String> {
     let mut parts: Vec<(String, f64)> = Vec::new();
     let mut total = 0f64;
     for (name, shape, _) in &f.tensors {
@@ -318,14 +303,22 @@ mod tests {
 
     #[test]
     fn parsing_and_clear_errors() {
-        assert!(matches!(Dist::parse("gaussian"), Ok(Dist::Gaussian)));
-        assert!(matches!(Dist::parse("laplace"), Ok(Dist::Laplace)));
-        assert!(matches!(Dist::parse("logistic"), Ok(Dist::Logistic)));
-        assert!(matches!(Dist::parse("student-t:3.5"), Ok(Dist::StudentT(v)) if v == 3.5));
-        assert!(Dist::parse("student-t:2").unwrap_err().contains("more than 2 degrees of freedom"));
-        assert!(Dist::parse("student-t:x").unwrap_err().contains("not a number"));
-        assert!(Dist::parse("cauchy").unwrap_err().contains("unknown distribution"));
-        assert!(Dist::parse("file:/nonexistent/w.safetensors").unwrap_err().contains("w.safetensors"));
+        assert!(matches!(Dist::parse("gaussian", &mut Diagnostics::default()), Ok(Dist::Gaussian)));
+        assert!(matches!(Dist::parse("laplace", &mut Diagnostics::default()), Ok(Dist::Laplace)));
+        assert!(matches!(Dist::parse("logistic", &mut Diagnostics::default()), Ok(Dist::Logistic)));
+        assert!(matches!(Dist::parse("student-t:3.5", &mut Diagnostics::default()), Ok(Dist::StudentT(v)) if v == 3.5));
+        assert!(
+            Dist::parse("student-t:2", &mut Diagnostics::default())
+                .unwrap_err()
+                .contains("more than 2 degrees of freedom")
+        );
+        assert!(Dist::parse("student-t:x", &mut Diagnostics::default()).unwrap_err().contains("not a number"));
+        assert!(Dist::parse("cauchy", &mut Diagnostics::default()).unwrap_err().contains("unknown distribution"));
+        assert!(
+            Dist::parse("file:/nonexistent/w.safetensors", &mut Diagnostics::default())
+                .unwrap_err()
+                .contains("w.safetensors")
+        );
     }
 
     #[test]
@@ -339,7 +332,9 @@ mod tests {
         };
         let bias = t("bias", vec![8], 1.0);
         tensorio::write(&p, &[t("a", vec![4, 8], 5.0), t("b", vec![2, 2, 16], 0.1), bias]).unwrap();
-        let Dist::File(f) = Dist::parse(&format!("file:{}", p.display())).unwrap() else { panic!() };
+        let Dist::File(f) = Dist::parse(&format!("file:{}", p.display()), &mut Diagnostics::default()).unwrap() else {
+            panic!()
+        };
         assert_eq!(f.tensors.len(), 2, "the 1-D tensor is skipped");
         let d = Dist::File(f.clone());
         assert_eq!(d.shape(0, Shape::new(1, 1)), Shape::new(4, 8));

@@ -268,6 +268,27 @@ impl Law {
     }
 }
 
+/// Percentile `q` in [0, 1] of sorted `v` (linear interpolation).
+pub fn percentile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q * (v.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+}
+
+/// (68 %, 95 %) percentile intervals of `values`.
+pub fn intervals(mut values: Vec<f64>) -> Option<((f64, f64), (f64, f64))> {
+    values.retain(|v| v.is_finite());
+    if values.len() < 2 {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let p = |q| percentile(&values, q);
+    Some(((p(0.16), p(0.84)), (p(0.025), p(0.975))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -220,7 +220,7 @@ pub fn rank(entries: Vec<Entry>, law: &Law, by: By, budget: Option<Budget>) -> V
         let (fam, fallback) = law.family(&e.family);
         let rho = fam.capacity.rho(e.m.gmse);
         let lm = lloyd_max_at(e.bits);
-        let law_ci = law.rho_samples(&e.family, e.m.gmse).and_then(crate::fit::solve::intervals);
+        let law_ci = law.rho_samples(&e.family, e.m.gmse).and_then(crate::law::intervals);
         rows.push(Row {
             rank: pos + 1,
             format: e.format.clone(),

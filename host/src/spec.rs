@@ -149,6 +149,17 @@ pub fn resolve(libs: &[Loaded], spec: &str) -> Result<Resolved, String> {
     Err(format!("format `{spec}`: no preset or kind named `{head}` in the loaded plugins (see `host list`)"))
 }
 
+/// Parses a tensor shape `ROWSxCOLS` (e.g. `256x4096`; `--shape`).
+pub fn parse_shape(s: &str) -> Result<sdk::Shape, String> {
+    let (r, c) = s.split_once(['x', 'X']).ok_or_else(|| format!("shape `{s}` is not ROWSxCOLS (e.g. 256x4096)"))?;
+    let r: usize = r.trim().parse().map_err(|_| format!("shape `{s}`: bad row count `{r}`"))?;
+    let c: usize = c.trim().parse().map_err(|_| format!("shape `{s}`: bad column count `{c}`"))?;
+    if r == 0 || c == 0 {
+        return Err(format!("shape `{s}`: rows and columns must be positive"));
+    }
+    Ok(sdk::Shape::new(r, c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,9 +25,9 @@ use trainer::data::{Data, Source};
 use trainer::model::{self, ModelConfig};
 use trainer::train::TrainOptions;
 
-use crate::cli::{load_or_search, prepare_one, with_threads};
 use crate::format::HostFormat;
 use crate::law::Law;
+use crate::session::{load_or_search, prepare_one, with_threads};
 
 /// `host train`.
 #[derive(Args, Debug, Clone)]
@@ -221,7 +221,7 @@ fn facts(spec: &str, libs: &[crate::loader::Loaded], threads: Option<usize>, law
     if is_none(spec) {
         return Ok(FormatFacts::default());
     }
-    let m = crate::cli::measure_loaded(libs, &[spec.to_string()], threads)?;
+    let m = crate::session::measure_loaded(libs, &[spec.to_string()], threads)?;
     let m = m[spec].clone().map_err(|e| format!("format `{spec}`: {e}"))?;
     let rho = law.rho(&m.family, m.gmse);
     Ok(FormatFacts { gmse: Some(m.gmse), family: Some(m.family), bits: Some(m.bits), rho: Some(rho) })
@@ -333,7 +333,9 @@ pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
     let (w_comp, a_comp, w_facts, a_facts) = if is_none(&a.format) && is_none(&a.act_format) {
         (None, None, FormatFacts::default(), FormatFacts::default())
     } else {
-        let libs = load_or_search(&a.plugins, verbose)?;
+        let (libs, d) = load_or_search(&a.plugins);
+        d.report(verbose);
+        let libs = libs?;
         let ashapes = vec![
             ("attention and MLP inputs".to_string(), cfg.batch * cfg.ctx, cfg.d_model),
             ("MLP w2 input".to_string(), cfg.batch * cfg.ctx, cfg.d_hidden),

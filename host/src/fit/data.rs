@@ -332,16 +332,8 @@ pub fn read_runs(table: &Table, map: Option<&str>, filters: &[String]) -> Result
     Ok(Dataset { runs, warnings, pending, unmeasured: None, rows })
 }
 
-/// What measuring a format through the plugins gave.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Measured {
-    /// Gaussian MSE.
-    pub gmse: f64,
-    /// The plugin's family.
-    pub family: String,
-    /// Bits per element.
-    pub bits: f64,
-}
+/// What measuring a format through the plugins gave (the session layer's type).
+pub use crate::session::MeasuredFormat as Measured;
 
 impl Dataset {
     /// Fills in measured formats; drops runs whose format could not be measured or has GMSE >= 1.

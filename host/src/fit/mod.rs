@@ -205,11 +205,13 @@ pub fn run(args: FitArgs, verbose: bool) -> Result<(), String> {
     if !data.pending.is_empty() {
         let specs: Vec<String> = data.pending.iter().cloned().collect();
         eprintln!("host: measuring GMSE of {} formats given only as SPECs", specs.len());
-        let measured = crate::cli::measure_specs(&args.plugins, &specs, args.threads, verbose)?;
+        let (measured, d) = crate::session::measure_specs(&args.plugins, &specs, args.threads);
+        d.report(verbose);
+        let measured = measured?;
         data.fill(&measured);
     }
     for w in &data.warnings {
-        crate::cli::warn(w);
+        crate::diag::warn(w);
     }
     if let Some(e) = &data.unmeasured {
         crate::diag::fail(e);
@@ -218,9 +220,9 @@ pub fn run(args: FitArgs, verbose: bool) -> Result<(), String> {
         return Err("--delta must be positive".into());
     }
     let go = || report::build(&args, &data.runs);
-    let report = crate::cli::with_threads(args.threads, go)??;
+    let report = crate::session::with_threads(args.threads, go)??;
     for w in &report.warnings {
-        crate::cli::warn(w);
+        crate::diag::warn(w);
     }
     if let Some(dir) = &args.plot {
         std::fs::create_dir_all(dir).map_err(|e| format!("--plot {}: {e}", dir.display()))?;

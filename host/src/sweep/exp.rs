@@ -72,7 +72,7 @@ impl<'de> Deserialize<'de> for DistName {
         let t = s.trim();
         // `file:` distributions are read (and checked) when planned, not here.
         if !t.starts_with("file:") {
-            crate::dist::Dist::parse(t).map_err(de::Error::custom)?;
+            crate::dist::Dist::parse(t, &mut crate::diag::Diagnostics::default()).map_err(de::Error::custom)?;
         }
         Ok(DistName(t.to_string()))
     }

@@ -182,7 +182,8 @@ pub struct Planned {
 pub fn plan_experiment(c: &Common, verbose: bool) -> Result<Planned, String> {
     let exp = Experiment::read(&c.experiment)?;
     let paths = exp.plugin_paths();
-    let libs = crate::cli::load(&paths, verbose);
+    let (libs, d) = crate::session::load(&paths);
+    d.report(verbose);
     let dir = results_dir(c);
     let manifest = plan::build(&exp, &c.experiment, &dir, &libs)?;
     if manifest.write(&dir)? {
@@ -539,11 +540,13 @@ pub fn fit(m: &Manifest, f: &exp::Fit, records: &[Value], verbose: bool) -> Resu
     let mut data = crate::fit::read_runs(&table, None, &[])?;
     if !data.pending.is_empty() {
         let specs: Vec<String> = data.pending.iter().cloned().collect();
-        let measured = crate::cli::measure_specs(&m.plugins, &specs, None, verbose)?;
+        let (measured, d) = crate::session::measure_specs(&m.plugins, &specs, None);
+        d.report(verbose);
+        let measured = measured?;
         data.fill(&measured);
     }
     for w in &data.warnings {
-        crate::cli::warn(format!("fit: {w}"));
+        crate::diag::warn(format!("fit: {w}"));
     }
     if let Some(e) = &data.unmeasured {
         crate::diag::fail(format!("fit: {e}"));
@@ -568,7 +571,7 @@ pub fn fit(m: &Manifest, f: &exp::Fit, records: &[Value], verbose: bool) -> Resu
     };
     let report = crate::fit::report::build(&args, &data.runs)?;
     for w in &report.warnings {
-        crate::cli::warn(format!("fit: {w}"));
+        crate::diag::warn(format!("fit: {w}"));
     }
     let text = serde_json::to_string_pretty(&report.to_json()).map_err(|e| e.to_string())?;
     trainer::checkpoint::write_atomic(&dir.join("fit.json"), format!("{text}\n").as_bytes())?;
@@ -582,7 +585,7 @@ pub fn fit(m: &Manifest, f: &exp::Fit, records: &[Value], verbose: bool) -> Resu
         Ok(law) => trainer::checkpoint::write_atomic(&dir.join("law.toml"), law.as_bytes())?,
         Err(e) => {
             if verbose {
-                crate::cli::warn(format!("fit: no law file: {e}"));
+                crate::diag::warn(format!("fit: no law file: {e}"));
             }
         }
     }
@@ -601,7 +604,7 @@ fn cmd_collect(a: &CollectArgs, verbose: bool) -> Result<(), String> {
     );
     if let Some(f) = &exp.fit {
         if train.is_empty() {
-            crate::cli::warn("fit: no finished training runs yet; no fit written");
+            crate::diag::warn("fit: no finished training runs yet; no fit written");
         } else {
             match fit(&m, f, &train, verbose) {
                 Ok(()) => {
@@ -615,7 +618,7 @@ fn cmd_collect(a: &CollectArgs, verbose: bool) -> Result<(), String> {
                         &m.results.join("fit.txt"),
                         format!("fit failed: {e}\n").as_bytes(),
                     )?;
-                    crate::cli::warn(format!("fit of {} training runs failed: {e}", train.len()));
+                    crate::diag::warn(format!("fit of {} training runs failed: {e}", train.len()));
                 }
             }
         }
@@ -658,7 +661,7 @@ pub fn run(a: SweepArgs, verbose: bool) -> Result<(), String> {
             let dir = results_dir(&a.common);
             match crate::report::write(&dir, &dir.join("report")) {
                 Ok(p) => eprintln!("host: report: wrote {}", p.display()),
-                Err(e) => crate::cli::warn(format!("report not written: {e}")),
+                Err(e) => crate::diag::warn(format!("report not written: {e}")),
             }
             ran
         }

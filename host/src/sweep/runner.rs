@@ -54,10 +54,10 @@ use serde_json::{Value, json};
 
 use super::lease::{self, Acquired, Lease, Leases, Policy};
 use super::plan::{Job, Manifest};
-use crate::cli::prepare_one;
 use crate::dist::Dist;
 use crate::engine::{self, Config, Subject};
 use crate::loader::Loaded;
+use crate::session::prepare_one;
 
 pub use super::lease::hostname;
 
@@ -120,12 +120,15 @@ fn run_gmse(ctx: &Context, job: &Job) -> Result<Value, String> {
     let c = &job.config;
     let spec = c["format"].as_str().ok_or("job without format")?;
     let dist_name = c["dist"].as_str().ok_or("job without dist")?;
-    let dist = Dist::parse(dist_name)?;
+    let mut d = crate::diag::Diagnostics::default();
+    let dist = Dist::parse(dist_name, &mut d);
+    d.report(ctx.verbose);
+    let dist = dist?;
     let shape = super::exp::parse_shape(c["shape"].as_str().unwrap_or(""))?;
     let shape = sdk::Shape::new(shape.0, shape.1);
     let p = prepare_one(ctx.libs, spec, dist.shape(0, shape))?;
     let mut prepared = vec![p];
-    dist.average_bits(&mut prepared);
+    crate::session::average_bits(&dist, &mut prepared).report(ctx.verbose);
     let p = prepared.pop().ok_or_else(|| format!("format `{spec}` cannot describe every tensor of {dist_name}"))?;
     let cfg = Config {
         shape,
@@ -307,7 +310,7 @@ fn log_publication(files: &JobFiles, job: &Job, lease: &Lease) {
         .open(&files.published)
         .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
     if let Err(e) = r {
-        crate::cli::warn(format!("sweep: {}: {e} (the result is published)", files.published.display()));
+        crate::diag::warn(format!("sweep: {}: {e} (the result is published)", files.published.display()));
     }
 }
 

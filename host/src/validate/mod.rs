@@ -180,10 +180,10 @@ pub fn run(args: ValidateArgs, _verbose: bool) -> Result<i32, String> {
     let opts = ReadOptions { map: args.map.clone(), filters: args.filters.clone(), law, drop_stale: args.drop_stale };
     let study = Study::read(&args.results, &opts)?;
     for w in &study.warnings {
-        crate::cli::warn(w);
+        crate::diag::warn(w);
     }
     let settings = settings(&args, &study);
-    let v = crate::cli::with_threads(args.threads, || Validation::compute(study, settings))?;
+    let v = crate::session::with_threads(args.threads, || Validation::compute(study, settings))?;
     if let Some(dir) = &args.plot {
         std::fs::create_dir_all(dir).map_err(|e| format!("--plot {}: {e}", dir.display()))?;
         for (name, svg) in plots::plots(&v) {
@@ -193,7 +193,7 @@ pub fn run(args: ValidateArgs, _verbose: bool) -> Result<i32, String> {
                     std::fs::write(&path, svg).map_err(|e| format!("{}: {e}", path.display()))?;
                     eprintln!("host: wrote {}", path.display());
                 }
-                Err(e) => crate::cli::warn(format!("no plot {}: {e}", path.display())),
+                Err(e) => crate::diag::warn(format!("no plot {}: {e}", path.display())),
             }
         }
     }
@@ -204,7 +204,7 @@ pub fn run(args: ValidateArgs, _verbose: bool) -> Result<i32, String> {
     }
     for (letter, name, why) in v.sections() {
         if let Some(why) = why {
-            crate::cli::warn(format!("section {letter} ({name}) not computed: {why}"));
+            crate::diag::warn(format!("section {letter} ({name}) not computed: {why}"));
         }
     }
     Ok(v.exit_code())
