@@ -33,6 +33,8 @@ use rand_distr::{Distribution, Open01, StudentT};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use sdk::{Bits, BitsPart, Shape};
 
+use ndarray::Array2;
+
 use crate::diag::Diagnostics;
 use crate::format::HostFormat;
 use crate::{sampler, tensorio};
@@ -42,8 +44,8 @@ use crate::{sampler, tensorio};
 pub struct FileTensors {
     /// The file.
     pub path: PathBuf,
-    /// (name, 2-D shape, values at unit RMS), in file order.
-    pub tensors: Vec<(String, Shape, Vec<f32>)>,
+    /// (name, values at unit RMS as `[rows, cols]`), in file order.
+    pub tensors: Vec<(String, Array2<f32>)>,
 }
 
 /// A distribution of Monte Carlo tensors.
@@ -101,21 +103,27 @@ impl Dist {
         let read = tensorio::read(path)?;
         let mut tensors = Vec::new();
         for (_, t) in read.tensors {
-            let t = match t.and_then(|t| t.matrix(path).map(|s| (t, s))) {
-                Ok(v) => v,
+            let t = match t {
+                Ok(t) => t,
                 Err(e) => {
                     diags.failure(format!("{e}; skipped"));
                     continue;
                 }
             };
-            let (t, shape) = t;
-            let ms = t.data.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / t.data.len() as f64;
+            let m = match t.matrix_view(path) {
+                Ok(m) => m,
+                Err(e) => {
+                    diags.failure(format!("{e}; skipped"));
+                    continue;
+                }
+            };
+            let ms = m.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / m.len() as f64;
             if ms <= 0.0 {
                 diags.failure(format!("`{}`: tensor `{}` is all zeros; skipped", path.display(), t.name));
                 continue;
             }
             let k = (1.0 / ms.sqrt()) as f32;
-            tensors.push((t.name, shape, t.data.into_iter().map(|v| v * k).collect()));
+            tensors.push((t.name.clone(), m.mapv(|v| v * k)));
         }
         if tensors.is_empty() {
             return Err(format!("`{}`: no usable tensor (2-D, finite, floating point) to sample", path.display()));
@@ -137,7 +145,7 @@ impl Dist {
     /// Shape of tensor `t` (`default` unless the tensors come from a file).
     pub fn shape(&self, t: u64, default: Shape) -> Shape {
         match self {
-            Dist::File(f) => f.tensors[(t % f.tensors.len() as u64) as usize].1,
+            Dist::File(f) => matrix_shape(&f.tensors[(t % f.tensors.len() as u64) as usize].1),
             _ => default,
         }
     }
@@ -205,18 +213,27 @@ impl Dist {
                 }
             }
             Dist::File(f) => {
-                let data = &f.tensors[(t % f.tensors.len() as u64) as usize].2;
-                buf.copy_from_slice(data);
+                let a = &f.tensors[(t % f.tensors.len() as u64) as usize].1;
+                for (b, v) in buf.iter_mut().zip(a.iter()) {
+                    *b = *v;
+                }
             }
         }
     }
+}
+
+/// The format's view of a file tensor's shape.
+fn matrix_shape(a: &Array2<f32>) -> Shape {
+    let (rows, cols) = a.dim();
+    Shape::new(rows, cols)
 }
 
 /// Bits of `format` averaged over the file's tensors, weighted by elements.
 pub fn mean_bits(format: &dyn HostFormat, f: &FileTensors) -> Result<Bits, String> {
     let mut parts: Vec<(String, f64)> = Vec::new();
     let mut total = 0f64;
-    for (name, shape, _) in &f.tensors {
+    for (name, a) in &f.tensors {
+        let shape = &matrix_shape(a);
         let info = format.info(*shape).map_err(|e| format!("tensor `{name}` ({shape}): {e}"))?;
         let n = shape.len() as f64;
         total += n;
@@ -342,8 +359,8 @@ mod tests {
         assert_eq!(d.min_tensors(), 2);
         assert_eq!(d.samples_in(3, Shape::new(1, 1)), 32 + 64 + 32);
         assert_eq!(d.tensors_for(97, Shape::new(1, 1)), 3);
-        for (i, (_, s, _)) in f.tensors.iter().enumerate() {
-            let mut buf = vec![0f32; s.len()];
+        for (i, (_, a)) in f.tensors.iter().enumerate() {
+            let mut buf = vec![0f32; a.len()];
             d.fill(0, i as u64 + 2, &mut buf);
             let ms = buf.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / buf.len() as f64;
             assert!((ms - 1.0).abs() < 1e-6, "{ms}");

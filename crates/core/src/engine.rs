@@ -313,7 +313,10 @@ mod tests {
         }
         let shapes = [Shape::new(2, 8), Shape::new(3, 4), Shape::new(1, 4)];
         let signs = |n: usize| (0..n).map(|j| if j % 2 == 0 { 1.0 } else { -1.0 }).collect();
-        let tensors = shapes.iter().map(|&s| (format!("{s}"), s, signs(s.len()))).collect();
+        let tensors = shapes
+            .iter()
+            .map(|&s| (format!("{s}"), ndarray::Array2::from_shape_vec((s.rows, s.cols), signs(s.len())).unwrap()))
+            .collect();
         let file = crate::dist::FileTensors { path: "w.npy".into(), tensors };
         let c = Config { dist: Dist::File(std::sync::Arc::new(file)), target_rse: 1.0, ..cfg() };
         let m = measure(&[&ShapeCheck], &c, &mut |_, _, _| {}).remove(0).unwrap();

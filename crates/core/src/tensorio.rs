@@ -20,6 +20,7 @@
 //!
 //! Writing: F32 only, `.npy` (one tensor) or `.safetensors` (any number).
 
+use ndarray::{ArrayD, ArrayView2, ArrayViewD, IxDyn, ShapeBuilder};
 use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
@@ -45,7 +46,9 @@ impl Container {
     }
 }
 
-/// One tensor, converted to f32, in C (row-major) order.
+/// One tensor, converted to f32, in C (row-major) order. The values stay one flat buffer (a
+/// format takes a `&[f32]` across the plugin ABI); [`Tensor::array`] and [`Tensor::matrix_view`]
+/// are ndarray views over it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
     /// Its name in the file (the file stem for `.npy`).
@@ -85,6 +88,22 @@ impl Tensor {
             ));
         }
         Ok(Shape::new(rows, cols))
+    }
+
+    /// The tensor as an n-dimensional array view over [`Tensor::data`], with its shape as stored.
+    pub fn array(&self) -> Result<ArrayViewD<'_, f32>, String> {
+        ArrayViewD::from_shape(IxDyn(&self.shape), &self.data).map_err(|e| {
+            format!("tensor `{}`: shape {:?} does not fit {} values ({e})", self.name, self.shape, self.data.len())
+        })
+    }
+
+    /// The 2-D view a format sees (`[product of leading dims, last dim]`), checked as by
+    /// [`Tensor::matrix`].
+    pub fn matrix_view(&self, file: &Path) -> Result<ArrayView2<'_, f32>, String> {
+        let s = self.matrix(file)?;
+        self.array()?
+            .into_shape_with_order((s.rows, s.cols))
+            .map_err(|e| format!("`{}`: tensor `{}`: {e}", file.display(), self.name))
     }
 }
 
@@ -144,31 +163,16 @@ fn read_npy(path: &Path, bytes: &[u8]) -> Result<Entry, String> {
             data.len()
         ));
     }
-    let data = if fortran && shape.len() > 1 { fortran_to_c(&data, &shape) } else { data };
+    // Column-major (Fortran) data: ndarray reads it with Fortran strides and iterates in logical
+    // (C) order.
+    let data = if fortran && shape.len() > 1 {
+        let a = ArrayD::from_shape_vec(IxDyn(&shape).f(), data)
+            .map_err(|e| format!("`{}`: shape {shape:?}: {e}; the file is damaged", path.display()))?;
+        a.iter().copied().collect()
+    } else {
+        data
+    };
     Ok((name.clone(), Ok(Tensor { name, shape, data })))
-}
-
-/// Reorders column-major (Fortran) data to row-major.
-fn fortran_to_c(data: &[f32], shape: &[usize]) -> Vec<f32> {
-    let mut out = vec![0f32; data.len()];
-    let mut idx = vec![0usize; shape.len()];
-    // Fortran strides: dim 0 is contiguous.
-    let mut fstride = vec![1usize; shape.len()];
-    for d in 1..shape.len() {
-        fstride[d] = fstride[d - 1] * shape[d - 1];
-    }
-    for v in out.iter_mut() {
-        *v = data[idx.iter().zip(&fstride).map(|(i, s)| i * s).sum::<usize>()];
-        // Next C-order index: the last dimension moves fastest.
-        for d in (0..shape.len()).rev() {
-            idx[d] += 1;
-            if idx[d] < shape[d] {
-                break;
-            }
-            idx[d] = 0;
-        }
-    }
-    out
 }
 
 fn unsupported(path: &Path, name: &str, dtype: &str) -> String {
@@ -277,6 +281,22 @@ mod tests {
         let views: Vec<(String, TensorView<'_>)> =
             entries.iter().map(|(n, d, s, b)| (n.to_string(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
         safetensors::serialize_to_file(views, None, path).unwrap();
+    }
+
+    #[test]
+    fn array_views_keep_the_shape_and_collapse_leading_dims() {
+        let t = Tensor { name: "w".into(), shape: vec![2, 2, 3], data: (0..12).map(|i| i as f32).collect() };
+        let a = t.array().unwrap();
+        assert_eq!(a.shape(), &[2, 2, 3]);
+        assert_eq!(a[[1, 0, 2]], 8.0); // 1*6 + 0*3 + 2
+        let m = t.matrix_view(Path::new("f.npy")).unwrap();
+        assert_eq!(m.dim(), (4, 3));
+        assert_eq!(m[[3, 2]], 11.0);
+        assert_eq!(m.row(2).to_vec(), vec![6.0, 7.0, 8.0]);
+        let bad = Tensor { name: "w".into(), shape: vec![5, 3], data: vec![0.0; 12] };
+        assert!(bad.array().unwrap_err().contains("tensor `w`: shape [5, 3] does not fit 12 values"));
+        let one_d = Tensor { name: "b".into(), shape: vec![4], data: vec![1.0; 4] };
+        assert!(one_d.matrix_view(Path::new("f.npy")).unwrap_err().contains("1-D shape"));
     }
 
     #[test]
