@@ -44,10 +44,10 @@ use clap::Args;
 use sdk::Shape;
 use serde::Serialize;
 
-use crate::cli::{Prepared, load, prepare};
 use crate::format::HostFormat;
 use crate::output::{sci, table};
 use crate::sampler;
+use crate::session::{Prepared, load, prepare};
 use crate::tensorio::{self, Tensor};
 
 /// `host apply`.
@@ -264,11 +264,13 @@ pub fn run(a: ApplyArgs, verbose: bool) -> Result<(), String> {
     if usable.is_empty() {
         return Err(format!("`{}`: no usable tensor to apply the format to", file.display()));
     }
-    let libs = load(&a.paths, verbose);
+    let (libs, d) = load(&a.paths);
+    d.report(verbose);
     if libs.is_empty() {
         return Err("no plugin could be loaded from the given paths".into());
     }
-    let prepared = prepare(&libs, std::slice::from_ref(&a.format), usable[0].2);
+    let (prepared, d) = prepare(&libs, std::slice::from_ref(&a.format), usable[0].2);
+    d.report(verbose);
     let Some(p) = prepared.into_iter().next() else {
         return Err(format!("format `{}` could not be built", a.format));
     };

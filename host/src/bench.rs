@@ -12,9 +12,50 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::cli::{BenchArgs, load, prepare, with_threads};
+use std::path::PathBuf;
+
+use clap::Args;
+use sdk::Shape;
+
 use crate::engine::{self, Config, Subject};
 use crate::sampler;
+use crate::session::{load, prepare, with_threads};
+use crate::spec::parse_shape;
+
+/// `host bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Plugin libraries or folders, as for `rank`.
+    #[arg(required_unless_present_any = ["fit", "train"])]
+    pub paths: Vec<PathBuf>,
+    /// Time training instead: tokens/s of this model preset (e.g. `bench-tiny`), plain and with
+    /// each `-f` format on the weights (default int4-absmax-g32), per thread count. Paths default
+    /// to the plugin search places of `host train`.
+    #[arg(long, value_name = "PRESET")]
+    pub train: Option<String>,
+    /// Training steps timed per configuration (after one warm-up step); the median is reported.
+    #[arg(long, default_value_t = 30)]
+    pub steps: u64,
+    /// Time `host fit` instead: a unified fit (A, B, F, C free; alpha, beta, E, L fixed at the
+    /// paper's values) of this many synthetic runs, plus 1000 bootstrap resamples.
+    #[arg(long, value_name = "RUNS")]
+    pub fit: Option<usize>,
+    /// Formats to time (default: int4-absmax-g32 and e2m1).
+    #[arg(short, long = "format", value_name = "SPEC")]
+    pub formats: Vec<String>,
+    /// Thread counts to time, comma-separated.
+    #[arg(long, default_value = "1,2", value_delimiter = ',')]
+    pub threads: Vec<usize>,
+    /// Samples per measurement.
+    #[arg(long, default_value_t = 1 << 26)]
+    pub samples: u64,
+    /// Shape of each Gaussian tensor.
+    #[arg(long, default_value = "256x4096", value_parser = parse_shape)]
+    pub shape: Shape,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// One timing.
 #[derive(Debug, Serialize)]
@@ -100,7 +141,9 @@ fn run_train(a: &BenchArgs, preset: &str, verbose: bool) -> Result<(), String> {
     use trainer::train::{TrainOptions, Trainer};
     let cfg = trainer::model::preset(preset)?;
     let specs = if a.formats.is_empty() { vec!["int4-absmax-g32".to_string()] } else { a.formats.clone() };
-    let libs = crate::cli::load_or_search(&a.paths, verbose)?;
+    let (libs, d) = crate::session::load_or_search(&a.paths);
+    d.report(verbose);
+    let libs = libs?;
     let data = Data::open(&Source::parse("synthetic")?)?;
     let tokens = (cfg.batch * cfg.ctx) as f64;
     let mut out = Vec::new();
@@ -161,9 +204,11 @@ pub fn run(a: BenchArgs, verbose: bool) -> Result<(), String> {
     if let Some(preset) = &a.train {
         return run_train(&a, preset, verbose);
     }
-    let libs = load(&a.paths, verbose);
+    let (libs, d) = load(&a.paths);
+    d.report(verbose);
     let specs = if a.formats.is_empty() { vec!["int4-absmax-g32".into(), "e2m1".into()] } else { a.formats.clone() };
-    let prepared = prepare(&libs, &specs, a.shape);
+    let (prepared, d) = prepare(&libs, &specs, a.shape);
+    d.report(verbose);
     if prepared.is_empty() {
         return Err("no format could be built; nothing to time".into());
     }

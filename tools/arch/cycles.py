@@ -5,8 +5,8 @@ For every crate in the workspace (a folder with Cargo.toml and src/lib.rs or src
 top-level modules are the files and folders directly under src/. Module A depends on module B
 when a file of A names `crate::B` (in a `use` or a path) or, for nested files, `super::...`
 reaching B. The script prints each crate's strongly connected components of size > 1 (the
-cycles) and which files of the CLI module are imported from elsewhere, and exits 1 when any
-cycle exists.
+cycles) and the files outside the CLI that import it (`crate::cli` from any other module, or
+`host::cli` from any file but the binary's `main.rs`), and exits 1 when either exists.
 
     python3 tools/arch/cycles.py            # from the repository root
     python3 tools/arch/cycles.py --dot      # also print the module graph in Graphviz dot
@@ -66,6 +66,27 @@ def graph(src):
     return edges
 
 
+HOST_CLI = re.compile(r"\bhost::cli\b")
+
+
+def outside_cli_users():
+    """Files of the repository other than host/src/main.rs and host/src/cli.rs that name
+    `host::cli` (the binary's command line, seen from another crate, a test or an example)."""
+    out = []
+    allowed = (os.path.join("host", "src", "main.rs"), os.path.join("host", "src", "cli.rs"))
+    for dirpath, dirnames, filenames in os.walk(ROOT):
+        dirnames[:] = [d for d in dirnames if d not in ("target", ".git")]
+        for f in filenames:
+            path = os.path.join(dirpath, f)
+            rel = os.path.relpath(path, ROOT)
+            if not f.endswith(".rs") or rel in allowed:
+                continue
+            text = re.sub(r"//[^\n]*", "", open(path, encoding="utf-8").read())
+            if HOST_CLI.search(text):
+                out.append(rel)
+    return out
+
+
 def sccs(edges):
     index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
 
@@ -106,19 +127,24 @@ def main():
         name = os.path.relpath(c, ROOT)
         cycles = [s for s in sccs(edges) if len(s) > 1]
         cli_users = sorted(m for m, e in edges.items() if "cli" in e)
-        status = "ok" if not cycles else "CYCLE"
+        status = "ok" if not cycles and not cli_users else ("CYCLE" if cycles else "CLI IMPORTED")
         print(f"{name}: {len(edges)} top-level modules, {status}")
         for s in cycles:
             bad = True
             print(f"  cycle of {len(s)}: {', '.join(s)}")
         if cli_users:
-            print(f"  modules importing the CLI: {', '.join(cli_users)}")
+            bad = True
+            print(f"  importing the CLI (only main.rs may): {', '.join(cli_users)}")
         if dot:
             print(f"  digraph \"{name}\" {{")
             for m in sorted(edges):
                 for n in sorted(edges[m]):
                     print(f"    \"{m}\" -> \"{n}\";")
             print("  }")
+    users = outside_cli_users()
+    if users:
+        bad = True
+        print(f"files importing host::cli (only host/src/main.rs may): {', '.join(users)}")
     sys.exit(1 if bad else 0)
 
 

@@ -62,7 +62,7 @@ fn main() -> Result<(), String> {
     }
     let data = Data::open(&Source::parse(&data_spec)?)?;
     data.check_context(cfg.ctx)?;
-    // The same step count as `host train` (host/src/train.rs).
+    // The same step count as `host train` (crates/train/src/lib.rs).
     let tokens_per_step = (cfg.batch * cfg.ctx) as u64;
     let total: u64 = match arg(&args, "--steps") {
         Some(s) => s.parse().map_err(|_| format!("bad --steps {s:?}"))?,
