@@ -308,6 +308,9 @@ pub enum LoadError {
     Open(String),
     /// A shared library, but not one of our format plugins.
     NotAPlugin,
+    /// An abi_stable library of another kind (its root module's base name), e.g. the CUDA
+    /// trainer backend that sits next to the host binary: not a format plugin.
+    OtherLibrary(String),
     /// Built against an SDK whose interface differs from the host's.
     Incompatible {
         /// SDK version the plugin reports.
@@ -327,6 +330,9 @@ impl std::fmt::Display for LoadError {
             LoadError::Open(e) => write!(f, "cannot open: {e}"),
             LoadError::NotAPlugin => {
                 f.write_str("not a format plugin (no SDK export found; plugins call sdk::export_plugin!)")
+            }
+            LoadError::OtherLibrary(base) => {
+                write!(f, "a `{base}` library, not a format plugin (plugins call sdk::export_plugin!)")
             }
             LoadError::Incompatible { plugin_sdk, host_sdk, .. } if plugin_sdk == host_sdk => write!(
                 f,
@@ -377,6 +383,10 @@ impl Library {
             LibraryError::GetSymbolError { .. } => LoadError::NotAPlugin,
             other => LoadError::Failed(first_line(&other.to_string())),
         })?;
+        let base = header.root_mod_consts().base_name().as_str();
+        if base != <PluginModRef as RootModule>::BASE_NAME {
+            return Err(LoadError::OtherLibrary(base.to_string()));
+        }
         let module = header.init_root_module::<PluginModRef>().map_err(|e| match e {
             LibraryError::IncompatibleVersionNumber { .. }
             | LibraryError::AbiInstability(_)

@@ -3,12 +3,11 @@
 //! A [`Backend`] runs training steps and evaluations of one model and hands out its full state
 //! for checkpoints. The built-in [`Trainer`] (CPU) is one; an accelerator backend (the CUDA
 //! library of issue 13, loaded at run time) is another. Callers never know which one runs:
-//! they build it with [`create`] from a [`Device`], and checkpoints hold the same tensors
-//! whichever backend wrote them, so a run can resume on another device.
+//! they build it with [`crate::device::create`] from a [`crate::device::Device`], and
+//! checkpoints hold the same tensors whichever backend wrote them, so a run can resume on
+//! another device. (This module names no backend but the CPU one; `device` picks among them.)
 
-use crate::accel::{self, AccelOptions, AccelTrainer};
-use crate::model::ModelConfig;
-use crate::train::{StepStats, TrainOptions, Trainer};
+use crate::train::{StepStats, Trainer};
 
 /// Checkpoint tensors: `(name, shape, values)`.
 pub type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
@@ -46,64 +45,5 @@ impl Backend for Trainer {
     }
     fn state(&self) -> Result<Tensors, String> {
         Ok(Trainer::state(self))
-    }
-}
-
-/// Where training runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Device {
-    /// The built-in CPU trainer.
-    #[default]
-    Cpu,
-    /// An NVIDIA GPU through the CUDA backend library.
-    Cuda,
-}
-
-impl Device {
-    /// Parses `cpu` or `cuda`.
-    pub fn parse(s: &str) -> Result<Device, String> {
-        match s.trim() {
-            "cpu" => Ok(Device::Cpu),
-            "cuda" => Ok(Device::Cuda),
-            other => Err(format!("device `{other}`: expected `cpu` or `cuda`")),
-        }
-    }
-
-    /// The name used in records and experiment files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Device::Cpu => "cpu",
-            Device::Cuda => "cuda",
-        }
-    }
-}
-
-/// Whether `device` can train here; the error is one line (starting `device cuda: ` for CUDA)
-/// saying what is missing: the backend library (not built, or not where it was looked for),
-/// the NVIDIA driver, a device, cuBLAS or NVRTC. See [`crate::accel`] for where the library
-/// is looked for.
-pub fn check(device: Device) -> Result<(), String> {
-    match device {
-        Device::Cpu => Ok(()),
-        Device::Cuda => accel::open_cuda(None).map(|_| ()),
-    }
-}
-
-/// Builds the backend of `device` for `cfg`, fresh or resumed from `state`.
-pub fn create(
-    device: Device,
-    cfg: ModelConfig,
-    opts: TrainOptions,
-    state: Option<State>,
-) -> Result<Box<dyn Backend>, String> {
-    match device {
-        Device::Cpu => Ok(Box::new(match state {
-            Some((tensors, step)) => Trainer::restore(cfg, opts, tensors, step)?,
-            None => Trainer::new(cfg, opts)?,
-        })),
-        Device::Cuda => {
-            let (lib, name) = accel::open_cuda(None)?;
-            Ok(Box::new(AccelTrainer::new(lib, name, cfg, opts, AccelOptions::default(), state)?))
-        }
     }
 }

@@ -18,6 +18,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod compress;
 pub mod data;
+pub mod device;
 pub mod kernels;
 pub mod model;
 pub mod optim;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use backend_cuda::libs;
 use trainer::accel::{self, AccelLib};
-use trainer::backend::{self, Device};
+use trainer::device::{self, Device};
 use trainer::model::preset;
 
 fn driver_present() -> bool {
@@ -50,9 +50,9 @@ fn without_a_driver_the_error_is_one_line_naming_it() {
     // The same line through the backend seam host uses.
     let cfg = preset("lm-20k").unwrap();
     let opts = trainer::TrainOptions { seed: 1, total_steps: 2, ..Default::default() };
-    let e2 = backend::create(Device::Cuda, cfg, opts, None).err().unwrap();
+    let e2 = device::create(Device::Cuda, cfg, opts, None).err().unwrap();
     assert_eq!(e2, e);
-    assert_eq!(backend::check(Device::Cuda).unwrap_err(), e);
+    assert_eq!(device::check(Device::Cuda).unwrap_err(), e);
 }
 
 #[test]

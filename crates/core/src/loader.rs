@@ -289,6 +289,9 @@ pub fn load_all(files: &[PathBuf]) -> (Vec<Loaded>, Vec<LoadFailure>) {
     for f in files {
         match Library::load(f) {
             Ok(lib) => ok.push(Loaded { path: f.clone(), lib }),
+            // Another kind of abi_stable library (the CUDA backend beside the host binary, found
+            // by a folder search): not a plugin, and not a failure either.
+            Err(LoadError::OtherLibrary(_)) => {}
             Err(e) => bad.push(LoadFailure {
                 path: f.clone(),
                 message: e.to_string(),

@@ -283,8 +283,11 @@ impl Setup {
         if runs.is_empty() {
             return Err("no usable runs".into());
         }
-        if init.len() != self.layout.len() || init.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
-            return Err("the start must give every parameter a positive value".into());
+        // Free parameters are optimized in log space; fixed ones keep the setup's value (B may
+        // be fixed at 0).
+        let bad = |(i, v): (usize, &f64)| !self.fixed.contains_key(&i) && !(v.is_finite() && *v > 0.0);
+        if init.len() != self.layout.len() || init.iter().enumerate().any(bad) {
+            return Err("the start must give every free parameter a positive value".into());
         }
         let problem = self.problem(runs, vec![1.0; runs.len()]);
         let (best, objective) =

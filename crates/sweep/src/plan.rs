@@ -296,7 +296,7 @@ pub fn build(exp: &Experiment, exp_path: &Path, results: &Path, libs: &[Loaded])
                             // their hashes.
                             let mut config = config;
                             if let Some(d) = t.device.as_deref().map(str::trim).filter(|d| *d != "cpu") {
-                                trainer::backend::Device::parse(d)
+                                trainer::device::Device::parse(d)
                                     .map_err(|e| format!("{}: [train] {e}", exp_path.display()))?;
                                 config["device"] = d.into();
                             }

@@ -24,9 +24,10 @@ use std::time::Instant;
 use clap::Args;
 use sdk::Shape;
 use serde_json::{Value, json};
-use trainer::backend::{self, Backend, Device};
+use trainer::backend::Backend;
 use trainer::compress::Compressor;
 use trainer::data::{Data, Source};
+use trainer::device::{self, Device};
 use trainer::model::{self, ModelConfig};
 use trainer::train::TrainOptions;
 
@@ -304,7 +305,7 @@ pub fn run(a: TrainArgs, verbose: bool) -> Result<(), String> {
 pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
     let a = a.clone();
     let device = Device::parse(&a.device)?;
-    backend::check(device)?;
+    device::check(device)?;
     let mut cfg = model::preset(&a.model)?;
     if let Some(lr) = a.lr {
         if !(lr > 0.0 && lr.is_finite()) {
@@ -371,7 +372,7 @@ pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
         }
         let step = meta["step"].as_u64().ok_or("--resume: checkpoint has no step")?;
         let losses: Vec<f32> = serde_json::from_value(meta["losses"].clone()).map_err(|e| e.to_string())?;
-        let t = backend::create(device, cfg.clone(), opts, Some((tensors, step)))?;
+        let t = device::create(device, cfg.clone(), opts, Some((tensors, step)))?;
         (t, losses, meta["seconds"].as_f64().unwrap_or(0.0))
     } else {
         if ckpt.exists() {
@@ -381,7 +382,7 @@ pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
             ));
         }
         let _ = std::fs::remove_file(&metrics);
-        (backend::create(device, cfg.clone(), opts, None)?, Vec::new(), 0.0)
+        (device::create(device, cfg.clone(), opts, None)?, Vec::new(), 0.0)
     };
     let val = data.val_batches(a.eval_windows, cfg.ctx);
     let start_step = t.step_index();

@@ -14,10 +14,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use trainer::accel::{self, AccelOptions, AccelTrainer};
-use trainer::backend::{Backend, Device, State};
+use trainer::backend::{Backend, State};
 use trainer::data::{Data, Source};
+use trainer::device::Device;
 use trainer::model::{ModelConfig, preset};
-use trainer::{TrainOptions, backend};
+use trainer::{TrainOptions, device};
 
 const SEED: u64 = 3;
 /// Largest relative loss difference between the CPU and CUDA backends (step by step).
@@ -53,7 +54,7 @@ fn compare(model: &str, steps: u64) -> Result<(), String> {
     let data = Data::open(&Source::default())?;
     let val = data.val_batches(16, cfg.ctx);
     let t0 = Instant::now();
-    let mut c = backend::create(Device::Cpu, cfg.clone(), opts(steps), None)?;
+    let mut c = device::create(Device::Cpu, cfg.clone(), opts(steps), None)?;
     let cpu = run(c.as_mut(), &data, &cfg, steps)?;
     let cpu_val = c.eval_loss(&val)?;
     let cpu_s = t0.elapsed().as_secs_f64();
@@ -78,13 +79,13 @@ fn compare(model: &str, steps: u64) -> Result<(), String> {
     let half = steps / 2;
     for (first, second) in [(Device::Cpu, Device::Cuda), (Device::Cuda, Device::Cpu)] {
         let mut a = match first {
-            Device::Cpu => backend::create(Device::Cpu, cfg.clone(), opts(steps), None)?,
+            Device::Cpu => device::create(Device::Cpu, cfg.clone(), opts(steps), None)?,
             Device::Cuda => cuda(&cfg, steps, false, None)?,
         };
         run(a.as_mut(), &data, &cfg, half)?;
         let state = (a.state()?, a.step_index());
         let mut b = match second {
-            Device::Cpu => backend::create(Device::Cpu, cfg.clone(), opts(steps), Some(state))?,
+            Device::Cpu => device::create(Device::Cpu, cfg.clone(), opts(steps), Some(state))?,
             Device::Cuda => cuda(&cfg, steps, false, Some(state))?,
         };
         let rest = run(b.as_mut(), &data, &cfg, steps)?;
