@@ -285,7 +285,7 @@ impl Setup {
         }
         // Free parameters are optimized in log space; fixed ones keep the setup's value (B may
         // be fixed at 0).
-        let bad = |(i, v): (usize, &f64)| !self.fixed.contains_key(&i) && !(v.is_finite() && *v > 0.0);
+        let bad = |(i, v): (usize, &f64)| !(self.fixed.contains_key(&i) || v.is_finite() && *v > 0.0);
         if init.len() != self.layout.len() || init.iter().enumerate().any(bad) {
             return Err("the start must give every free parameter a positive value".into());
         }
