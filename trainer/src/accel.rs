@@ -28,7 +28,8 @@ use crate::backend::{Backend, State, Tensors};
 use crate::model::{ModelConfig, ParamLayout};
 use crate::optim;
 use crate::train::{
-    SEED_EVAL, StepStats, TrainOptions, compress_weights, init_params, pack_state, unpack_state, weight_backward,
+    SEED_EVAL, StepStats, TrainOptions, check_step_tokens, check_tokens, compress_weights, init_params, pack_state,
+    unpack_state, weight_backward,
 };
 
 /// Environment variable naming the CUDA backend library (a file, or a folder holding it).
@@ -250,17 +251,6 @@ impl AccelTrainer {
         &self.device_name
     }
 
-    fn check_tokens(&self, tokens: &[u8], what: &str) -> Result<(), String> {
-        let row = self.cfg.ctx + 1;
-        if tokens.is_empty() || !tokens.len().is_multiple_of(row) {
-            return Err(format!(
-                "{what}: token buffer of {} bytes is not a whole number of rows of ctx+1 = {row} bytes",
-                tokens.len()
-            ));
-        }
-        Ok(())
-    }
-
     /// With a weight format: compresses the master weights on the host and uploads them as the
     /// effective parameters. Returns whether the forward pass uses them.
     fn compress_weights(&mut self, step_seed: u64) -> Result<bool, String> {
@@ -295,16 +285,7 @@ impl Backend for AccelTrainer {
     }
 
     fn step(&mut self, tokens: &[u8]) -> Result<StepStats, String> {
-        self.check_tokens(tokens, "training step")?;
-        let want = self.cfg.batch * (self.cfg.ctx + 1);
-        if tokens.len() != want {
-            return Err(format!(
-                "training step: got {} bytes, need batch x (ctx+1) = {} x {} = {want}",
-                tokens.len(),
-                self.cfg.batch,
-                self.cfg.ctx + 1
-            ));
-        }
+        check_step_tokens(&self.cfg, tokens)?;
         let step = self.step;
         let use_eff = self.compress_weights(step)?;
         let loss = self.forward(tokens, use_eff)?;
@@ -337,7 +318,7 @@ impl Backend for AccelTrainer {
     }
 
     fn eval_loss(&mut self, tokens: &[u8]) -> Result<f32, String> {
-        self.check_tokens(tokens, "evaluation")?;
+        check_tokens(&self.cfg, tokens, "evaluation")?;
         let row = self.cfg.ctx + 1;
         let use_eff = self.compress_weights(self.step | SEED_EVAL)?;
         let mut total = 0.0f64;

@@ -207,6 +207,34 @@ pub(crate) fn weight_backward(
     results.into_iter().collect()
 }
 
+/// Checks that `tokens` is a whole, non-empty number of `ctx + 1`-byte rows (`what` names the
+/// call in the error). Shared by every backend.
+pub(crate) fn check_tokens(cfg: &ModelConfig, tokens: &[u8], what: &str) -> Result<(), String> {
+    let row = cfg.ctx + 1;
+    if tokens.is_empty() || !tokens.len().is_multiple_of(row) {
+        return Err(format!(
+            "{what}: token buffer of {} bytes is not a whole number of rows of ctx+1 = {row} bytes",
+            tokens.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `tokens` is exactly one training batch: `batch x (ctx + 1)` bytes.
+pub(crate) fn check_step_tokens(cfg: &ModelConfig, tokens: &[u8]) -> Result<(), String> {
+    check_tokens(cfg, tokens, "training step")?;
+    let want = cfg.batch * (cfg.ctx + 1);
+    if tokens.len() != want {
+        return Err(format!(
+            "training step: got {} bytes, need batch x (ctx+1) = {} x {} = {want}",
+            tokens.len(),
+            cfg.batch,
+            cfg.ctx + 1
+        ));
+    }
+    Ok(())
+}
+
 /// A model, its parameters, optimizer state and options.
 pub struct Trainer {
     cfg: ModelConfig,
@@ -313,31 +341,11 @@ impl Trainer {
         weight_backward(comp, self.opts.seed, &self.layout, &self.params, &self.wmask, &mut self.grads, step_seed)
     }
 
-    fn check_tokens(&self, tokens: &[u8], what: &str) -> Result<(), String> {
-        let row = self.cfg.ctx + 1;
-        if tokens.is_empty() || !tokens.len().is_multiple_of(row) {
-            return Err(format!(
-                "{what}: token buffer of {} bytes is not a whole number of rows of ctx+1 = {row} bytes",
-                tokens.len()
-            ));
-        }
-        Ok(())
-    }
-
     /// One training step on `tokens` (`batch x (ctx+1)` bytes). On a
     /// non-finite loss or gradient, returns an error and leaves the state
     /// untouched.
     pub fn step(&mut self, tokens: &[u8]) -> Result<StepStats, String> {
-        self.check_tokens(tokens, "training step")?;
-        let want = self.cfg.batch * (self.cfg.ctx + 1);
-        if tokens.len() != want {
-            return Err(format!(
-                "training step: got {} bytes, need batch x (ctx+1) = {} x {} = {want}",
-                tokens.len(),
-                self.cfg.batch,
-                self.cfg.ctx + 1
-            ));
-        }
+        check_step_tokens(&self.cfg, tokens)?;
         let step = self.step;
         let t0 = Instant::now();
         self.compress_weights(step)?;
@@ -370,7 +378,7 @@ impl Trainer {
     /// `ctx+1` bytes), forward only, with the weights compressed as in
     /// training (and the activation compressor applied).
     pub fn eval_loss(&mut self, tokens: &[u8]) -> Result<f32, String> {
-        self.check_tokens(tokens, "evaluation")?;
+        check_tokens(&self.cfg, tokens, "evaluation")?;
         let row = self.cfg.ctx + 1;
         let step_seed = self.step | SEED_EVAL;
         self.compress_weights(step_seed)?;
