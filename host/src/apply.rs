@@ -41,6 +41,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use ndarray::{Array2, ArrayView2};
 use sdk::Shape;
 use serde::Serialize;
 
@@ -190,12 +191,17 @@ fn sums(x: &[f32], y: &[f32], mask: &[f32], bits: f64) -> Sums {
     s
 }
 
-/// One tensor through the format: (sums, output, mask).
-fn apply_one(p: &Prepared, x: &[f32], shape: Shape, seed: u64) -> Result<(Sums, Vec<f32>, Vec<f32>), String> {
+/// One tensor, as the 2-D view a format sees, through the format: (sums, output, mask), the
+/// output and mask with the view's shape.
+fn apply_one(p: &Prepared, x: ArrayView2<f32>, seed: u64) -> Result<(Sums, Array2<f32>, Array2<f32>), String> {
+    let shape = Shape::new(x.nrows(), x.ncols());
     let bits = p.format.info(shape)?.bits.total();
     if !(bits.is_finite() && bits > 0.0) {
         return Err(format!("reports {bits} bits per element for a {shape} tensor"));
     }
+    // Formats take row-major slices (the plugin ABI); a tensor read from a file is one.
+    let x = x.as_standard_layout();
+    let x = x.as_slice().expect("standard layout is contiguous");
     let mut out = None;
     p.format.run(x, shape, seed, true, &mut |y, mask| {
         let mask = mask.map(<[f32]>::to_vec).unwrap_or_else(|| vec![1.0; y.len()]);
@@ -205,7 +211,10 @@ fn apply_one(p: &Prepared, x: &[f32], shape: Shape, seed: u64) -> Result<(Sums, 
     if y.len() != x.len() || mask.len() != x.len() {
         return Err(format!("returned {} values and {} mask values for {} inputs", y.len(), mask.len(), x.len()));
     }
-    Ok((sums(x, &y, &mask, bits), y, mask))
+    let sums = sums(x, &y, &mask, bits);
+    let dim = (shape.rows, shape.cols);
+    let array = |v| Array2::from_shape_vec(dim, v).expect("length checked above");
+    Ok((sums, array(y), array(mask)))
 }
 
 fn fmt_row(r: &Row, nonfinite: bool) -> Vec<String> {
@@ -239,16 +248,16 @@ pub fn run(a: ApplyArgs, verbose: bool) -> Result<(), String> {
     for p in a.output.iter().chain(&a.mask) {
         tensorio::Container::of(p)?;
     }
-    // (position in file, tensor, 2-D shape) of the selected usable tensors.
-    let mut usable: Vec<(usize, Tensor, Shape)> = Vec::new();
+    // (position in file, tensor) of the selected tensors a format can take (2-D views).
+    let mut usable: Vec<(usize, Tensor)> = Vec::new();
     let mut names = Vec::new();
     for (i, (name, t)) in read.tensors.into_iter().enumerate() {
         names.push(name.clone());
         if a.tensor.as_ref().is_some_and(|want| *want != name) {
             continue;
         }
-        match t.and_then(|t| t.matrix(file).map(|s| (t, s))) {
-            Ok((t, s)) => usable.push((i, t, s)),
+        match t.and_then(|t| t.matrix_view(file).map(drop).map(|_| t)) {
+            Ok(t) => usable.push((i, t)),
             Err(e) => crate::diag::fail(format!("{e}; skipped")),
         }
     }
@@ -269,7 +278,8 @@ pub fn run(a: ApplyArgs, verbose: bool) -> Result<(), String> {
     if libs.is_empty() {
         return Err("no plugin could be loaded from the given paths".into());
     }
-    let (prepared, d) = prepare(&libs, std::slice::from_ref(&a.format), usable[0].2);
+    let first = usable[0].1.matrix_view(file)?;
+    let (prepared, d) = prepare(&libs, std::slice::from_ref(&a.format), Shape::new(first.nrows(), first.ncols()));
     d.report(verbose);
     let Some(p) = prepared.into_iter().next() else {
         return Err(format!("format `{}` could not be built", a.format));
@@ -279,17 +289,26 @@ pub fn run(a: ApplyArgs, verbose: bool) -> Result<(), String> {
     let mut total = Sums::default();
     let mut outputs = Vec::new();
     let mut masks = Vec::new();
-    for (i, t, shape) in usable {
-        let seed = sampler::tensor_seed(a.seed ^ 0x5EED, i as u64);
-        match apply_one(&p, &t.data, shape, seed) {
+    for (i, t) in &usable {
+        let seed = sampler::tensor_seed(a.seed ^ 0x5EED, *i as u64);
+        let view = t.matrix_view(file)?;
+        let shape = Shape::new(view.nrows(), view.ncols());
+        match apply_one(&p, view, seed) {
             Ok((s, y, m)) => {
                 rows.push(s.row(&t.name, t.shape.clone(), &p.spec));
                 total.add(&s);
+                // Written back with the tensor's shape as stored (the 2-D view collapsed the
+                // leading dimensions; row-major order is the same).
+                let back = |a: Array2<f32>| Tensor {
+                    name: t.name.clone(),
+                    shape: t.shape.clone(),
+                    data: a.into_raw_vec_and_offset().0,
+                };
                 if a.output.is_some() {
-                    outputs.push(Tensor { name: t.name.clone(), shape: t.shape.clone(), data: y });
+                    outputs.push(back(y));
                 }
                 if a.mask.is_some() {
-                    masks.push(Tensor { name: t.name, shape: t.shape, data: m });
+                    masks.push(back(m));
                 }
             }
             Err(e) => crate::diag::fail(format!(

@@ -75,12 +75,8 @@ fn main() -> Result<(), String> {
         let opts = || TrainOptions { seed, total_steps: total, ..Default::default() };
         let mut t = Trainer::new(cfg.clone(), opts())?;
         let layout = t.layout().clone();
-        let named = |v: &[f32], prefix: &str| -> Vec<(String, Vec<usize>, Vec<f32>)> {
-            layout
-                .tensors
-                .iter()
-                .map(|p| (format!("{prefix}{}", p.name), p.shape.clone(), v[p.range()].to_vec()))
-                .collect()
+        let named = |v: &[f32], prefix: &str| -> trainer::checkpoint::Tensors {
+            layout.tensors.iter().map(|p| (format!("{prefix}{}", p.name), p.view(v).to_owned())).collect()
         };
         trainer::checkpoint::save(&out.join("init.safetensors"), &named(t.params(), ""), &json!({}))?;
 

@@ -9,8 +9,7 @@
 
 use crate::train::{StepStats, Trainer};
 
-/// Checkpoint tensors: `(name, shape, values)`.
-pub type Tensors = Vec<(String, Vec<usize>, Vec<f32>)>;
+pub use crate::checkpoint::Tensors;
 
 /// The state of a run: its tensors and the step count.
 pub type State = (Tensors, u64);

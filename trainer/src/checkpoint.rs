@@ -16,41 +16,37 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use ndarray::{ArrayD, IxDyn};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-/// A named tensor: name, shape, row-major values.
-pub type Tensor = (String, Vec<usize>, Vec<f32>);
+/// A named tensor: its name and its values with their shape.
+pub type Tensor = (String, ArrayD<f32>);
+
+/// The tensors of a checkpoint, in order (parameters and Adam moments, as
+/// [`crate::Trainer::state`] names them).
+pub type Tensors = Vec<Tensor>;
 
 const META_KEY: &str = "trainer";
 const ORDER_KEY: &str = "trainer_order";
 
 /// Writes `tensors` and `meta` to `path` atomically (see the module
-/// documentation). Errors name the path: duplicate or empty tensor names,
-/// a shape whose product is not the number of values, I/O failures.
+/// documentation); values are written in row-major order whatever the arrays' memory layout.
+/// Errors name the path: duplicate or empty tensor names, I/O failures.
 pub fn save(path: &Path, tensors: &[Tensor], meta: &serde_json::Value) -> Result<(), String> {
     let mut names = HashSet::new();
-    for (name, shape, values) in tensors {
+    for (name, _) in tensors {
         if name.is_empty() || !names.insert(name.as_str()) {
             return Err(format!("checkpoint {}: tensor name {name:?} is empty or repeated", path.display()));
         }
-        let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-        if n != Some(values.len()) {
-            return Err(format!(
-                "checkpoint {}: tensor {name} has shape {shape:?} but {} values",
-                path.display(),
-                values.len()
-            ));
-        }
     }
-    let bytes: Vec<Vec<u8>> =
-        tensors.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, a)| a.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
     let mut views = Vec::with_capacity(tensors.len());
-    for ((name, shape, _), data) in tensors.iter().zip(&bytes) {
-        let view = TensorView::new(Dtype::F32, shape.clone(), data)
+    for ((name, array), data) in tensors.iter().zip(&bytes) {
+        let view = TensorView::new(Dtype::F32, array.shape().to_vec(), data)
             .map_err(|e| format!("checkpoint {}: tensor {name}: {e}", path.display()))?;
         views.push((name.as_str(), view));
     }
-    let order: Vec<&str> = tensors.iter().map(|(n, _, _)| n.as_str()).collect();
+    let order: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
     let info = HashMap::from([
         (META_KEY.to_string(), meta.to_string()),
         (ORDER_KEY.to_string(), serde_json::to_string(&order).expect("names serialize")),
@@ -91,7 +87,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
 /// were saved (by name for files from other writers) and the metadata.
 /// Errors name the path for a missing, truncated or corrupt file, a tensor
 /// that is not F32, or missing `trainer` metadata.
-pub fn load(path: &Path) -> Result<(Vec<Tensor>, serde_json::Value), String> {
+pub fn load(path: &Path) -> Result<(Tensors, serde_json::Value), String> {
     let buf = fs::read(path).map_err(|e| format!("cannot read checkpoint {}: {e}", path.display()))?;
     let bad = |what: String| format!("checkpoint {} is corrupt or not a trainer checkpoint: {what}", path.display());
     let (_, header) = SafeTensors::read_metadata(&buf).map_err(|e| bad(e.to_string()))?;
@@ -128,7 +124,9 @@ pub fn load(path: &Path) -> Result<(Vec<Tensor>, serde_json::Value), String> {
             return Err(bad(format!("tensor {name} is {:?}, expected F32", view.dtype())));
         }
         let values = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        out.push((name, view.shape().to_vec(), values));
+        let array = ArrayD::from_shape_vec(IxDyn(view.shape()), values)
+            .map_err(|e| bad(format!("tensor {name}: shape {:?}: {e}", view.shape())))?;
+        out.push((name, array));
     }
     Ok((out, meta))
 }
@@ -142,6 +140,10 @@ mod tests {
         let _ = fs::remove_dir_all(&p);
         fs::create_dir_all(&p).unwrap();
         p
+    }
+
+    fn t(name: &str, shape: &[usize], values: Vec<f32>) -> Tensor {
+        (name.into(), ArrayD::from_shape_vec(IxDyn(shape), values).unwrap())
     }
 
     fn sample() -> Vec<Tensor> {
@@ -158,15 +160,15 @@ mod tests {
             1.0 / 3.0,
         ];
         vec![
-            ("z.last".into(), vec![2, 5], special),
-            ("a.first".into(), vec![3], vec![1.5, -2.25, 1e-30]),
-            ("scalar".into(), vec![], vec![7.0]),
-            ("empty".into(), vec![0, 4], vec![]),
+            t("z.last", &[2, 5], special),
+            t("a.first", &[3], vec![1.5, -2.25, 1e-30]),
+            t("scalar", &[], vec![7.0]),
+            t("empty", &[0, 4], vec![]),
         ]
     }
 
     fn bits(t: &[Tensor]) -> Vec<(String, Vec<usize>, Vec<u32>)> {
-        t.iter().map(|(n, s, v)| (n.clone(), s.clone(), v.iter().map(|x| x.to_bits()).collect())).collect()
+        t.iter().map(|(n, a)| (n.clone(), a.shape().to_vec(), a.iter().map(|x| x.to_bits()).collect())).collect()
     }
 
     #[test]
@@ -181,13 +183,20 @@ mod tests {
         assert_eq!(bits(&back), bits(&tensors));
         assert_eq!(meta2, meta);
         // Overwriting replaces the file atomically.
-        let tensors2 = vec![("w".to_string(), vec![2], vec![3.0f32, 4.0])];
+        let tensors2 = vec![t("w", &[2], vec![3.0f32, 4.0])];
         save(&path, &tensors2, &serde_json::json!(null)).unwrap();
         let (back2, meta3) = load(&path).unwrap();
         assert_eq!(bits(&back2), bits(&tensors2));
         assert_eq!(meta3, serde_json::Value::Null);
         let names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["ckpt.safetensors"], "no temporary file left behind");
+        // A view with another memory order (a transpose) is written in its logical row-major
+        // order: [[0, 1, 2], [3, 4, 5]] transposed is [[0, 3], [1, 4], [2, 5]].
+        let tr = t("m", &[2, 3], (0..6).map(|i| i as f32).collect()).1.reversed_axes();
+        save(&path, &[("m".into(), tr)], &serde_json::json!(null)).unwrap();
+        let (back3, _) = load(&path).unwrap();
+        assert_eq!(back3[0].1.shape(), [3, 2]);
+        assert_eq!(back3[0].1.iter().copied().collect::<Vec<f32>>(), [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -214,10 +223,8 @@ mod tests {
         // Saving into a missing folder fails cleanly.
         let e = save(&dir.join("no/such/dir/x.safetensors"), &sample(), &serde_json::json!({})).unwrap_err();
         assert!(e.contains("x.safetensors"), "{e}");
-        // Bad tensors are refused before writing.
-        let e = save(&path, &[("w".into(), vec![2, 2], vec![1.0; 3])], &serde_json::json!({})).unwrap_err();
-        assert!(e.contains("shape [2, 2] but 3 values"), "{e}");
-        let twice = vec![("w".to_string(), vec![1], vec![1.0]), ("w".to_string(), vec![1], vec![2.0])];
+        // Repeated names are refused before writing.
+        let twice = vec![t("w", &[1], vec![1.0]), t("w", &[1], vec![2.0])];
         assert!(save(&path, &twice, &serde_json::json!({})).unwrap_err().contains("repeated"));
         fs::remove_dir_all(&dir).unwrap();
     }

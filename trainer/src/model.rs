@@ -12,6 +12,7 @@
 
 use std::time::Instant;
 
+use ndarray::{ArrayView2, ArrayViewD, ArrayViewMutD, IxDyn};
 use serde::{Deserialize, Serialize};
 
 use crate::compress::Compressor;
@@ -163,6 +164,19 @@ impl ParamInfo {
     /// Index range in the flat vector.
     pub fn range(&self) -> std::ops::Range<usize> {
         self.offset..self.offset + self.len()
+    }
+    /// This tensor inside a flat buffer of the layout (parameters, gradients, Adam moments),
+    /// as an array view with its shape. Panics if `buf` is shorter than the layout.
+    pub fn view<'a, T>(&self, buf: &'a [T]) -> ArrayViewD<'a, T> {
+        ArrayViewD::from_shape(IxDyn(&self.shape), &buf[self.range()]).expect("a tensor's range holds its shape")
+    }
+    /// [`view`](Self::view), mutable.
+    pub fn view_mut<'a, T>(&self, buf: &'a mut [T]) -> ArrayViewMutD<'a, T> {
+        ArrayViewMutD::from_shape(IxDyn(&self.shape), &mut buf[self.range()]).expect("a tensor's range holds its shape")
+    }
+    /// A matrix (`out x in`) inside a flat buffer, as a 2-D view; `None` for a 1-D tensor.
+    pub fn matrix<'a, T>(&self, buf: &'a [T]) -> Option<ArrayView2<'a, T>> {
+        self.view(buf).into_dimensionality().ok()
     }
 }
 

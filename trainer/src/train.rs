@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use crate::checkpoint::Tensors;
 use crate::compress::Compressor;
 use crate::model::{self, ActHook, Model, ModelConfig, ParamKind, ParamLayout};
 use crate::optim::{self, AdamW};
@@ -68,13 +69,13 @@ pub(crate) fn segments(layout: &ParamLayout) -> Vec<(std::ops::Range<usize>, boo
 /// them) into `params`, `m` and `v`; every tensor must be present with its shape.
 pub(crate) fn unpack_state(
     layout: &ParamLayout,
-    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    tensors: Tensors,
     params: &mut [f32],
     m: &mut [f32],
     v: &mut [f32],
 ) -> Result<(), String> {
     let mut seen = vec![[false; 3]; layout.tensors.len()];
-    for (name, shape, data) in tensors {
+    for (name, array) in tensors {
         let (which, base) = if let Some(b) = name.strip_prefix("param.") {
             (0, b)
         } else if let Some(b) = name.strip_prefix("adam_m.") {
@@ -90,10 +91,10 @@ pub(crate) fn unpack_state(
             .position(|p| p.name == base)
             .ok_or_else(|| format!("checkpoint tensor '{name}' does not exist in this model config"))?;
         let info = &layout.tensors[idx];
-        if shape != info.shape || data.len() != info.len() {
+        if array.shape() != info.shape.as_slice() {
             return Err(format!(
-                "checkpoint tensor '{name}' has shape {shape:?} ({} values), the model expects {:?}",
-                data.len(),
+                "checkpoint tensor '{name}' has shape {:?}, the model expects {:?}",
+                array.shape(),
                 info.shape
             ));
         }
@@ -102,7 +103,7 @@ pub(crate) fn unpack_state(
             1 => &mut *m,
             _ => &mut *v,
         };
-        dst[info.range()].copy_from_slice(&data);
+        info.view_mut(dst).assign(&array);
         seen[idx][which] = true;
     }
     for (i, s) in seen.iter().enumerate() {
@@ -115,17 +116,13 @@ pub(crate) fn unpack_state(
     Ok(())
 }
 
-/// The checkpoint tensors of `params`, `m` and `v` (see [`Trainer::state`]).
-pub(crate) fn pack_state(
-    layout: &ParamLayout,
-    params: &[f32],
-    m: &[f32],
-    v: &[f32],
-) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+/// The checkpoint tensors of `params`, `m` and `v` (see [`Trainer::state`]): each tensor's view
+/// in the flat buffers, copied out.
+pub(crate) fn pack_state(layout: &ParamLayout, params: &[f32], m: &[f32], v: &[f32]) -> Tensors {
     let mut out = Vec::new();
     for (pre, src) in [("param", params), ("adam_m", m), ("adam_v", v)] {
         for t in &layout.tensors {
-            out.push((format!("{pre}.{}", t.name), t.shape.clone(), src[t.range()].to_vec()));
+            out.push((format!("{pre}.{}", t.name), t.view(src).to_owned()));
         }
     }
     out
@@ -277,21 +274,16 @@ impl Trainer {
 
     /// Resumes a run from [`state`](Self::state) tensors and the step count;
     /// the continuation is bit-identical to an uninterrupted run.
-    pub fn restore(
-        cfg: ModelConfig,
-        opts: TrainOptions,
-        tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
-        step: u64,
-    ) -> Result<Trainer, String> {
+    pub fn restore(cfg: ModelConfig, opts: TrainOptions, tensors: Tensors, step: u64) -> Result<Trainer, String> {
         let mut t = Trainer::new(cfg, opts)?;
         unpack_state(&t.layout, tensors, &mut t.params, &mut t.adam.m, &mut t.adam.v)?;
         t.step = step;
         Ok(t)
     }
 
-    /// All parameters and both Adam moments: `(name, shape, values)` with
-    /// names `param.<t>`, `adam_m.<t>`, `adam_v.<t>` (`<t>` e.g. `blocks.0.wq`).
-    pub fn state(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    /// All parameters and both Adam moments: `(name, array)` with names `param.<t>`,
+    /// `adam_m.<t>`, `adam_v.<t>` (`<t>` e.g. `blocks.0.wq`) and the tensor's shape.
+    pub fn state(&self) -> Tensors {
         pack_state(&self.layout, &self.params, &self.adam.m, &self.adam.v)
     }
 

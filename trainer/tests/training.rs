@@ -108,8 +108,15 @@ fn resume_is_bit_identical() {
     let mut losses: Vec<f32> = (0..k).map(|_| t.step(&batch(&cfg, &mut rng)).unwrap().loss).collect();
     let state = t.state();
     assert_eq!(state.len(), 3 * t.layout().tensors.len());
-    assert!(state.iter().any(|(n, s, _)| n == "param.blocks.0.wq" && s == &vec![32, 32]));
-    assert!(state.iter().any(|(n, _, _)| n == "adam_v.blocks.1.w2"));
+    assert!(state.iter().any(|(n, a)| n == "param.blocks.0.wq" && a.shape() == [32, 32]));
+    assert!(state.iter().any(|(n, _)| n == "adam_v.blocks.1.w2"));
+    // Each state tensor is its parameter's view in the flat buffer, copied out.
+    let info = t.layout().tensors.iter().find(|p| p.name == "blocks.1.w1").unwrap();
+    let w1 = &state.iter().find(|(n, _)| n == "param.blocks.1.w1").unwrap().1;
+    assert_eq!(w1.view(), info.view(t.params()));
+    assert_eq!(w1.shape(), [cfg.d_hidden, cfg.d_model]);
+    let m = info.matrix(t.params()).unwrap();
+    assert_eq!(m[[1, 2]], t.params()[info.offset + cfg.d_model + 2], "row-major (out x in)");
     let step = t.step_index();
     drop(t);
     let mut r = Trainer::restore(cfg.clone(), opts(8, 2 * k as u64), state, step).unwrap();
@@ -127,7 +134,7 @@ fn restore_rejects_bad_state() {
     let e = Trainer::restore(cfg.clone(), opts(1, 10), st, 0).err().unwrap();
     assert!(e.contains("lacks tensor 'adam_v.head'"), "{e}");
     let mut st = t.state();
-    st[1].1 = vec![3, 3];
+    st[1].1 = ndarray::ArrayD::zeros(ndarray::IxDyn(&[3, 3]));
     let e = Trainer::restore(cfg, opts(1, 10), st, 0).err().unwrap();
     assert!(e.contains("has shape [3, 3]"), "{e}");
 }

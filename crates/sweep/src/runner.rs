@@ -601,7 +601,7 @@ mod tests {
 
     fn save(dir: &Path, step: u64) {
         std::fs::create_dir_all(dir).unwrap();
-        let t = vec![("w".to_string(), vec![2], vec![step as f32, 1.0])];
+        let t = vec![("w".to_string(), ndarray::arr1(&[step as f32, 1.0]).into_dyn())];
         trainer::checkpoint::save(&dir.join(CHECKPOINT), &t, &json!({"step": step})).unwrap();
     }
 
