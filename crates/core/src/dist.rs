@@ -340,9 +340,8 @@ mod tests {
 
     #[test]
     fn file_tensors_are_unit_rms_cycled_with_their_shapes() {
-        let dir = std::env::temp_dir().join(format!("host-dist-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("w.safetensors");
+        let dir = tempfile::Builder::new().prefix("host-dist-").tempdir().unwrap();
+        let p = dir.path().join("w.safetensors");
         let t = |name: &str, shape: Vec<usize>, scale: f32| {
             let n: usize = shape.iter().product();
             tensorio::Tensor { name: name.into(), shape, data: (0..n).map(|i| scale * (i as f32 - 3.5)).collect() }

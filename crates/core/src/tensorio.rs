@@ -309,10 +309,11 @@ pub fn write(path: &Path, tensors: &[Tensor]) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn tmp(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("host-tensorio-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join(name)
+    /// A path `name` in a fresh folder, removed when the returned guard drops.
+    fn tmp(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let guard = tempfile::Builder::new().prefix("host-tensorio-").tempdir().unwrap();
+        let path = guard.path().join(name);
+        (guard, path)
     }
 
     fn tensor(name: &str, shape: &[usize]) -> Tensor {
@@ -384,7 +385,7 @@ mod tests {
 
     #[test]
     fn npy_round_trip_f32_and_f16_and_fortran() {
-        let p = tmp("a.npy");
+        let (_dir_p, p) = tmp("a.npy");
         let t = tensor("a", &[3, 5]);
         write(&p, std::slice::from_ref(&t)).unwrap();
         let r = read(&p).unwrap();
@@ -395,7 +396,7 @@ mod tests {
 
         // f16, written through npyz: values convert exactly (they are f16 values).
         use npyz::WriterBuilder;
-        let p16 = tmp("h.npy");
+        let (_dir_p16, p16) = tmp("h.npy");
         let vals: Vec<half::f16> = t.data.iter().map(|&v| half::f16::from_f32(v)).collect();
         let mut w = npyz::WriteOptions::new()
             .default_dtype()
@@ -410,7 +411,7 @@ mod tests {
         assert_eq!(got.data, vals.iter().map(|v| v.to_f32()).collect::<Vec<_>>());
 
         // Fortran order: the same 2x3 matrix stored column by column.
-        let pf = tmp("f.npy");
+        let (_dir_pf, pf) = tmp("f.npy");
         let mut w = npyz::WriteOptions::new()
             .default_dtype()
             .shape(&[2, 3])
@@ -426,7 +427,7 @@ mod tests {
 
     #[test]
     fn safetensors_round_trip_f32_f16_bf16_in_file_order() {
-        let p = tmp("a.safetensors");
+        let (_dir_p, p) = tmp("a.safetensors");
         let ts = vec![tensor("w1", &[4, 8]), tensor("w0", &[2, 3, 4])];
         write(&p, &ts).unwrap();
         let r = read(&p).unwrap();
@@ -440,7 +441,7 @@ mod tests {
         let src = tensor("x", &[4, 8]);
         let f16: Vec<u8> = src.data.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
         let bf16: Vec<u8> = src.data.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect();
-        let p = tmp("half.safetensors");
+        let (_dir_p, p) = tmp("half.safetensors");
         write_raw(&p, &[("a16", Dtype::F16, vec![4, 8], f16), ("b16", Dtype::BF16, vec![4, 8], bf16)]);
         let got: Vec<Tensor> = read(&p).unwrap().tensors.into_iter().map(|t| t.1.unwrap()).collect();
         let a16: Vec<f32> = src.data.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
@@ -456,7 +457,7 @@ mod tests {
 
     #[test]
     fn truncated_files_fail_whole_with_the_file_name() {
-        let p = tmp("t.safetensors");
+        let (_dir_p, p) = tmp("t.safetensors");
         write(&p, &[tensor("w", &[16, 16])]).unwrap();
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() - 10]).unwrap();
@@ -465,22 +466,22 @@ mod tests {
         std::fs::write(&p, &bytes[..5]).unwrap();
         assert!(read(&p).unwrap_err().contains("t.safetensors"));
 
-        let p = tmp("t.npy");
+        let (_dir_p, p) = tmp("t.npy");
         write(&p, &[tensor("t", &[16, 16])]).unwrap();
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() - 10]).unwrap();
         let e = read(&p).unwrap_err();
         assert!(e.contains("t.npy") && e.contains("not a readable .npy"), "{e}");
 
-        let e = read(&tmp("missing.npy")).unwrap_err();
+        let e = read(&tmp("missing.npy").1).unwrap_err();
         assert!(e.contains("missing.npy"), "{e}");
-        let e = read(&tmp("x.bin")).unwrap_err();
+        let e = read(&tmp("x.bin").1).unwrap_err();
         assert!(e.contains(".npy or .safetensors"), "{e}");
     }
 
     #[test]
     fn bad_tensors_fail_alone_with_file_and_tensor_names() {
-        let p = tmp("mixed.safetensors");
+        let (_dir_p, p) = tmp("mixed.safetensors");
         let good = tensor("good", &[2, 4]);
         let i64s: Vec<u8> = (0..8i64).flat_map(|v| v.to_le_bytes()).collect();
         let f32b = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
@@ -517,7 +518,7 @@ mod tests {
 
     #[test]
     fn npy_integer_dtype_is_a_tensor_error() {
-        let p = tmp("ints.npy");
+        let (_dir_p, p) = tmp("ints.npy");
         npyz::to_file_1d(&p, [1i64, 2, 3]).unwrap();
         let r = read(&p).unwrap();
         assert_eq!(r.tensors[0].0, "ints");
@@ -527,7 +528,7 @@ mod tests {
 
     #[test]
     fn npy_writer_refuses_several_tensors() {
-        let e = write(&tmp("two.npy"), &[tensor("a", &[2, 2]), tensor("b", &[2, 2])]).unwrap_err();
+        let e = write(&tmp("two.npy").1, &[tensor("a", &[2, 2]), tensor("b", &[2, 2])]).unwrap_err();
         assert!(e.contains("one tensor"), "{e}");
     }
 }

@@ -520,13 +520,15 @@ impl Leases {
 mod tests {
     use super::*;
 
-    /// A fresh folder with `jobs/` and `tmp/`; returns (lease path, scratch folder).
-    fn folder(name: &str) -> (PathBuf, PathBuf) {
-        let d = std::env::temp_dir().join(format!("host-lease-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
+    /// A fresh folder with `jobs/` and `tmp/` (removed when the returned guard drops); returns
+    /// (guard, lease path, scratch folder).
+    fn folder(name: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let guard = tempfile::Builder::new().prefix(&format!("host-lease-{name}-")).tempdir().unwrap();
+        let d = guard.path();
         fs::create_dir_all(d.join("jobs")).unwrap();
         fs::create_dir_all(d.join("tmp")).unwrap();
-        (d.join("jobs").join("abc.running"), d.join("tmp"))
+        let (lease, tmp) = (d.join("jobs").join("abc.running"), d.join("tmp"));
+        (guard, lease, tmp)
     }
 
     fn leases(scratch: &Path, expiry_s: f64) -> Leases {
@@ -577,7 +579,7 @@ mod tests {
 
     #[test]
     fn create_hold_release() {
-        let (p, tmp) = folder("basic");
+        let (_dir, p, tmp) = folder("basic");
         let a = leases(&tmp, 60.0);
         let b = leases(&tmp, 60.0);
         let la = owned(a.acquire(&p, "abc").unwrap());
@@ -605,7 +607,7 @@ mod tests {
 
     #[test]
     fn expired_lease_is_taken_over_and_its_old_owner_is_fenced_off() {
-        let (p, tmp) = folder("takeover");
+        let (_dir, p, tmp) = folder("takeover");
         let a = leases(&tmp, 60.0);
         let b = leases(&tmp, 60.0);
         let la = owned(a.acquire(&p, "abc").unwrap());
@@ -632,7 +634,7 @@ mod tests {
 
     #[test]
     fn takeover_puts_back_a_lease_that_changed_since_it_was_judged() {
-        let (p, tmp) = folder("putback");
+        let (_dir, p, tmp) = folder("putback");
         let a = leases(&tmp, 60.0);
         let b = leases(&tmp, 60.0);
         let la = owned(a.acquire(&p, "abc").unwrap());
@@ -655,7 +657,7 @@ mod tests {
 
     #[test]
     fn unreadable_lease_is_live_until_it_expires() {
-        let (p, tmp) = folder("unreadable");
+        let (_dir, p, tmp) = folder("unreadable");
         let a = leases(&tmp, 60.0);
         // A half-written lease (as O_EXCL-then-write leaves it): fresh, so live.
         fs::write(&p, b"").unwrap();
@@ -674,7 +676,7 @@ mod tests {
 
     #[test]
     fn clock_skew_and_pid_reuse() {
-        let (p, tmp) = folder("skew");
+        let (_dir, p, tmp) = folder("skew");
         let a = leases(&tmp, 60.0);
         let write = |h: &Holder| fs::write(&p, serde_json::to_string(h).unwrap()).unwrap();
         // This host, this (live) process's pid, but no heartbeat for 2 minutes: expired.
@@ -713,7 +715,7 @@ mod tests {
 
     #[test]
     fn publishing_links_once_and_never_replaces() {
-        let (p, tmp) = folder("publish");
+        let (_dir, p, tmp) = folder("publish");
         let dst = p.with_file_name("abc.json");
         let (x, y) = (tmp.join("x"), tmp.join("y"));
         write_new(&x, b"first").unwrap();
@@ -730,7 +732,7 @@ mod tests {
 
     #[test]
     fn old_scratch_files_are_removed_young_ones_kept() {
-        let (_, tmp) = folder("gc");
+        let (_dir, _, tmp) = folder("gc");
         for (name, off) in [("old", -10.0), ("future", 10.0), ("young", -1.0)] {
             fs::write(tmp.join(name), b"x").unwrap();
             stamp_at(&tmp.join(name), off);
@@ -743,7 +745,7 @@ mod tests {
     fn racing_acquirers_get_one_lease() {
         // 8 threads, each its own `Leases` (as separate runners), race for a lease that is absent
         // or expired, 100 rounds: exactly one owns it each round.
-        let (p, tmp) = folder("race");
+        let (_dir, p, tmp) = folder("race");
         for round in 0..100 {
             let expired = round % 2 == 1;
             if expired {

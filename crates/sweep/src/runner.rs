@@ -607,8 +607,8 @@ mod tests {
 
     #[test]
     fn an_attempt_starts_from_the_newest_complete_checkpoint() {
-        let train = std::env::temp_dir().join(format!("host-attempt-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&train);
+        let guard = tempfile::Builder::new().prefix("host-attempt-").tempdir().unwrap();
+        let train = guard.path().join("train");
         // The older layout (step 3), two attempts (steps 10 and 5), a torn checkpoint (half of
         // the step-10 file), an attempt without a checkpoint.
         save(&train, 3);
@@ -632,8 +632,7 @@ mod tests {
         // The earlier attempts are left as they were.
         assert!(train.join("attempt-a").join(CHECKPOINT).exists() && train.join("attempt-b").join(CHECKPOINT).exists());
         // Nothing to resume: a fresh start in an empty folder.
-        let fresh = std::env::temp_dir().join(format!("host-attempt-fresh-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&fresh);
+        let fresh = guard.path().join("fresh");
         assert_eq!(prepare_attempt(&fresh, &fresh.join("attempt-x")).unwrap(), None);
         assert!(std::fs::read_dir(fresh.join("attempt-x")).unwrap().next().is_none());
         // After a publication only the publisher's attempt stays.
