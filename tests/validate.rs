@@ -179,10 +179,11 @@ fn validate_a_results_folder() {
     }
 
     // b. The law refit: the data term dropped by default (every run has 50 tokens per parameter;
-    // B = 0, beta inert), L[sparse] fixed (two sparse GMSE values); the other laws beside it.
+    // B = 0, beta inert), L[sparse] and C[sparse] fixed (two sparse GMSE values: F alone is
+    // fitted); the other laws beside it.
     let set = &j["law_fit"]["settings"];
     assert_eq!(set["fix_source"], "default");
-    assert_eq!(set["fix"], "B=0,beta=0.33,L[sparse]=1");
+    assert_eq!(set["fix"], "B=0,beta=0.33,L[sparse]=1,C[sparse]=0.857");
     let rep = &j["law_fit"]["report"];
     assert_eq!(rep["law"], "unified");
     assert_eq!(rep["runs"], 72);

@@ -55,8 +55,8 @@ pub struct ValidateArgs {
     /// Default: fit every parameter the runs can identify, fixing only alpha = 0.13 when N spans
     /// less than half a decade, dropping the data term (B = 0; beta = 0.33, inert) when every
     /// run has the same tokens per parameter (D proportional to N: the two terms cannot be told
-    /// apart), L = 1 for a family with fewer than 3 distinct GMSE values and also its C (default
-    /// law) with one; the report says which and why.
+    /// apart), L = 1 for a family with fewer than 3 distinct GMSE values and its C (default
+    /// law) as well; the report says which and why.
     #[arg(long, value_name = "NAME=V,...")]
     pub fix: Option<String>,
     /// Bound parameters, as for `host fit --bound`.

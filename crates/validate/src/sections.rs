@@ -210,13 +210,19 @@ pub fn default_fix(runs: &[Run]) -> Vec<(String, f64, String)> {
                 ),
             ));
         }
-        if g.len() < 2
+        // Two points leave F and C exactly determined (and free to run off to absurd values when
+        // both points cost almost nothing): fit F alone, C from the default law.
+        if g.len() < 3
             && let Capacity::Tanh { c, .. } = law.family(fam).0.capacity
         {
             out.push((
                 name("C"),
                 c,
-                format!("the {fam} family has one GMSE value: only one point of its curve (C from the default law)"),
+                format!(
+                    "the {fam} family has {} of the 3 GMSE values its curve's shape needs: only F is fitted (C from \
+                     the default law)",
+                    g.len()
+                ),
             ));
         }
     }
