@@ -1,5 +1,6 @@
 //! `host validate` end to end: a sweep results folder written here with runs generated from the
-//! default law plus a little seeded noise (3 sizes x 8 configurations x 3 seeds: uncompressed,
+//! default law without its data term (every run has 50 tokens per parameter, so the default fit
+//! drops it) plus a little seeded noise (3 sizes x 8 configurations x 3 seeds: uncompressed,
 //! INT2/3/4, 50 % sparsity, its composition with INT4, a noise format and a W4A4 pair), then the
 //! JSON report's fields and known values; the same rows as CSV; thread-count independence; the
 //! exit codes 2 (some sections missing) and 1 (no training rows).
@@ -48,6 +49,12 @@ impl Gauss {
     }
 }
 
+/// The generating law: the default law with B = 0 (D is proportional to N in these runs; the
+/// default fit drops the data term, which it could not tell from the parameter term).
+fn law() -> Law {
+    Law { b: 0.0, ..Law::default_law() }
+}
+
 /// The generating rho of a configuration: the default law's curve of its family, and the product
 /// rule (DESIGN.md 2.3) for the composition (sparse50 x int4) and the W4A4 pair.
 fn rho(law: &Law, i: usize) -> f64 {
@@ -62,7 +69,7 @@ fn rho(law: &Law, i: usize) -> f64 {
 
 /// The rows of `results.jsonl` as `host sweep collect` writes them (plus a GMSE row, ignored).
 fn rows() -> Vec<Value> {
-    let law = Law::default_law();
+    let law = law();
     let mut rng = Gauss(42);
     let mut out = vec![json!({"index": 0, "type": "gmse", "format": "int4", "gmse": 0.011543})];
     for (model, n) in SIZES {
@@ -171,15 +178,17 @@ fn validate_a_results_folder() {
         assert_eq!(c["resamples"], 200);
     }
 
-    // b. The law refit: beta fixed by default (every run has 50 tokens per parameter), L[sparse]
-    // too (two sparse GMSE values); the other laws beside it.
+    // b. The law refit: the data term dropped by default (every run has 50 tokens per parameter;
+    // B = 0, beta inert), L[sparse] and C[sparse] fixed (two sparse GMSE values: F alone is
+    // fitted); the other laws beside it.
     let set = &j["law_fit"]["settings"];
     assert_eq!(set["fix_source"], "default");
-    assert_eq!(set["fix"], "beta=0.33,L[sparse]=1");
+    assert_eq!(set["fix"], "B=0,beta=0.33,L[sparse]=1,C[sparse]=0.857");
     let rep = &j["law_fit"]["report"];
     assert_eq!(rep["law"], "unified");
     assert_eq!(rep["runs"], 72);
     assert_eq!(rep["params"]["beta"]["fixed"], true);
+    assert_eq!((&rep["params"]["B"]["fixed"], f(&rep["params"]["B"]["value"])), (&json!(true), 0.0));
     assert_eq!(rep["params"]["F[scalar]"]["fixed"], false);
     assert!(rep["params"]["F[scalar]"]["ci95"].is_array());
     assert!(rep.get("residuals").is_none());

@@ -33,9 +33,10 @@ pub struct LawArgs {
 /// Runs `host law`.
 pub fn run_law(a: &LawArgs) -> Result<(), String> {
     if a.list {
+        let width = crate::law::SHIPPED.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
         for (name, _) in crate::law::SHIPPED {
             let law = Law::shipped(name).ok_or("shipped law missing")?;
-            println!("{name:<16} {}", law.description);
+            println!("{name:<width$}  {}", law.description);
         }
         return Ok(());
     }

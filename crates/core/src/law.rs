@@ -15,7 +15,8 @@ pub const DEFAULT_LAW: &str = include_str!("../laws/llama-c4.toml");
 
 /// The law files shipped with the host (`crates/core/laws/`, compiled in), by name: `--law NAME`
 /// picks one, `host law --list` lists them. The first is the default.
-pub const SHIPPED: &[(&str, &str)] = &[("llama-c4", DEFAULT_LAW)];
+pub const SHIPPED: &[(&str, &str)] =
+    &[("llama-c4", DEFAULT_LAW), ("validation-shakespeare", include_str!("../laws/validation-shakespeare.toml"))];
 
 /// A capacity curve rho(GMSE).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -298,6 +299,18 @@ mod tests {
     /// scale, MC references for the block formats). The published values are
     /// given to 4 decimals; the GMSE inputs to 4-5 significant digits, which
     /// moves rho by < 3e-4.
+    #[test]
+    fn shipped_laws_parse_under_their_names() {
+        for (name, _) in SHIPPED {
+            assert_eq!(Law::shipped(name).unwrap().name, *name);
+        }
+        // The validation study's fit (docs/validation.md, section b): the data term dropped, and
+        // the rho of int2's GMSE that the report prints for the unified law (0.9406, 4 digits).
+        let v = Law::shipped("validation-shakespeare").unwrap();
+        assert_eq!(v.b, 0.0);
+        assert!((v.rho("scalar", 0.118853) - 0.9406).abs() < 5e-5, "{}", v.rho("scalar", 0.118853));
+    }
+
     #[test]
     fn oracle_rho() {
         let law = Law::default_law();

@@ -404,25 +404,32 @@ fn implied_rho(dec: &LawFit, main: &LawFit, runs: &[Run]) -> Vec<Implied> {
 /// `A+B`): the implied rho beside the product of the single configurations' implied rho. A
 /// single configuration is looked up as weights first, then activations (the same format on
 /// either tensor).
-fn factorize(implied: &[Implied]) -> Vec<Factor> {
-    let single = |fmt: &str| {
-        ["W", "A"]
+pub(crate) fn factorize(implied: &[Implied]) -> Vec<Factor> {
+    // A part is looked up in its own role first (the activation part of `W:int4 A:int8` is the
+    // activation-only configuration `A:int8`), else in the other role (the same format's
+    // weight-only rho stands in when no activation-only runs exist; the report names the key used).
+    let single = |role: &str, fmt: &str| {
+        let other = if role == "A" { "W" } else { "A" };
+        [role, other]
             .iter()
             .find_map(|t| implied.iter().find(|i| i.key == format!("{t}:{fmt}")).map(|i| (i.key.clone(), i.implied)))
     };
     let mut out = Vec::new();
     for im in implied {
-        let fmts: Vec<&str> = im.key.split(' ').filter_map(|p| p.split_once(':').map(|x| x.1)).collect();
-        let parts: Vec<&str> = if fmts.len() > 1 {
-            fmts
+        let roles: Vec<(&str, &str)> = im.key.split(' ').filter_map(|p| p.split_once(':')).collect();
+        let parts: Vec<(&str, &str)> = if roles.len() > 1 {
+            roles
         } else {
-            let p = host_core::spec::split_parts(fmts[0]);
+            let Some(&(role, fmt)) = roles.first() else {
+                continue;
+            };
+            let p = host_core::spec::split_parts(fmt);
             if p.len() < 2 {
                 continue;
             }
-            p
+            p.into_iter().map(|f| (role, f)).collect()
         };
-        let found: Option<Vec<(String, f64)>> = parts.iter().map(|f| single(f.trim())).collect();
+        let found: Option<Vec<(String, f64)>> = parts.iter().map(|(r, f)| single(r, f.trim())).collect();
         if let Some(found) = found
             && found.iter().all(|(k, _)| *k != im.key)
         {

@@ -365,3 +365,30 @@ fn fix_accepts_zero_only_for_b() {
         assert!(err.contains("must be positive") && err.contains("only B may be 0"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn factorization_takes_each_part_in_its_own_role() {
+    let im = |key: &str, implied: f64| report::Implied {
+        key: key.into(),
+        runs: 3,
+        comps: vec![],
+        implied,
+        implied_ci68: None,
+        law: 1.0,
+        law_ci68: None,
+    };
+    // The activation part of W:int4 A:int8 is the activation-only configuration A:int8 (0.8),
+    // not the weight-only W:int8 (0.95): product 0.9 x 0.8.
+    let all = [im("W:int4", 0.9), im("W:int8", 0.95), im("A:int8", 0.8), im("W:int4 A:int8", 0.7)];
+    let f = report::factorize(&all);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].parts, [("W:int4".to_string(), 0.9), ("A:int8".to_string(), 0.8)]);
+    assert!((f[0].product - 0.72).abs() < 1e-15);
+    // Without activation-only runs the weight-only rho stands in, named as such.
+    let f = report::factorize(&all[..2].iter().cloned().chain([im("W:int4 A:int8", 0.7)]).collect::<Vec<_>>());
+    assert_eq!(f[0].parts, [("W:int4".to_string(), 0.9), ("W:int8".to_string(), 0.95)]);
+    // A composition takes its parts in its own role.
+    let f =
+        report::factorize(&[im("W:sparse50", 0.9), im("A:int4", 0.5), im("W:int4", 0.8), im("W:sparse50+int4", 0.7)]);
+    assert_eq!(f[0].parts, [("W:sparse50".to_string(), 0.9), ("W:int4".to_string(), 0.8)]);
+}

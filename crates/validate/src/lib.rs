@@ -53,9 +53,10 @@ pub struct ValidateArgs {
     pub law: Option<PathBuf>,
     /// Fix parameters of the fits of sections b and c, as for `host fit` (`none`: fix nothing).
     /// Default: fit every parameter the runs can identify, fixing only alpha = 0.13 when N spans
-    /// less than half a decade, beta = 0.33 when every run has the same tokens per parameter, L =
-    /// 1 for a family with fewer than 3 distinct GMSE values and also its C (default law) with
-    /// one; the report says which and why.
+    /// less than half a decade, dropping the data term (B = 0; beta = 0.33, inert) when every
+    /// run has the same tokens per parameter (D proportional to N: the two terms cannot be told
+    /// apart), L = 1 for a family with fewer than 3 distinct GMSE values and its C (default
+    /// law) as well; the report says which and why.
     #[arg(long, value_name = "NAME=V,...")]
     pub fix: Option<String>,
     /// Bound parameters, as for `host fit --bound`.

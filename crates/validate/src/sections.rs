@@ -162,7 +162,8 @@ fn size_correlation(study: &Study, s: usize, bootstrap: usize, seed: u64) -> Siz
 // ---------------------------------------------------------------- b. the law refit
 
 /// The default `--fix`: what these runs cannot identify, fixed at the paper's Llama / C4 value
-/// (alpha, beta) or the default law's value for the family (L = 1, C).
+/// (alpha), dropped (the data term, B = 0, when D is proportional to N) or fixed at the default
+/// law's value for the family (L = 1, C).
 pub fn default_fix(runs: &[Run]) -> Vec<(String, f64, String)> {
     let mut out = Vec::new();
     let span = |f: &dyn Fn(&Run) -> f64| {
@@ -177,13 +178,18 @@ pub fn default_fix(runs: &[Run]) -> Vec<(String, f64, String)> {
         ));
     }
     if span(&|r| r.d / r.n) < 1.01 {
+        // With D = k N the data term B D^-beta is a second power law in N: fitted beside the
+        // parameter term it trades against A (the fit lands in basins where the term rho acts on
+        // vanishes). Dropping it leaves the size dependence to the parameter term.
         out.push((
-            "beta".into(),
-            0.33,
+            "B".into(),
+            0.0,
             "every run has the same tokens per parameter, so D is proportional to N and the data term \
-             cannot be told from the parameter term"
+             cannot be told from the parameter term: it is dropped and the parameter term carries the size \
+             dependence"
                 .into(),
         ));
+        out.push(("beta".into(), 0.33, "no effect with B = 0 (the paper's Llama / C4 value)".into()));
     }
     let Ok(layout) = Layout::new(LawKind::Unified, runs) else {
         return out;
@@ -204,13 +210,19 @@ pub fn default_fix(runs: &[Run]) -> Vec<(String, f64, String)> {
                 ),
             ));
         }
-        if g.len() < 2
+        // Two points leave F and C exactly determined (and free to run off to absurd values when
+        // both points cost almost nothing): fit F alone, C from the default law.
+        if g.len() < 3
             && let Capacity::Tanh { c, .. } = law.family(fam).0.capacity
         {
             out.push((
                 name("C"),
                 c,
-                format!("the {fam} family has one GMSE value: only one point of its curve (C from the default law)"),
+                format!(
+                    "the {fam} family has {} of the 3 GMSE values its curve's shape needs: only F is fitted (C from \
+                     the default law)",
+                    g.len()
+                ),
             ));
         }
     }

@@ -192,13 +192,15 @@ fn order_breaks_and_noise_pairs_by_hand() {
 
 #[test]
 fn default_fix_names_what_the_runs_cannot_identify() {
-    // Constant tokens per parameter -> beta; the sparse family with one GMSE -> L[sparse] and
+    // Constant tokens per parameter -> the data term dropped (B = 0, beta then inert); the sparse
+    // family with one GMSE -> L[sparse] and
     // C[sparse] (the default law's 0.857); scalar has 4 GMSE values: free.
     let mut recs = law_records(1, |_| 0.0);
     recs.push(record("m30", 3e7, 0, Some(("sparse50", 0.071326, "sparse")), None, 3.4));
     let st = study(&recs);
     let fix: Vec<(String, f64)> = sections::default_fix(&st.runs).into_iter().map(|(k, v, _)| (k, v)).collect();
-    assert_eq!(fix, vec![("beta".into(), 0.33), ("L[sparse]".into(), 1.0), ("C[sparse]".into(), 0.857)]);
+    let want = [("B", 0.0), ("beta", 0.33), ("L[sparse]", 1.0), ("C[sparse]", 0.857)];
+    assert_eq!(fix, want.map(|(k, v)| (k.to_string(), v)));
     // Runs over two budgets and a single size: alpha instead of beta.
     let r: Vec<host_fit::Run> = [50.0, 100.0]
         .iter()
