@@ -92,6 +92,23 @@ fn int8_matches_plain_training_and_int2_is_worse() {
 }
 
 #[test]
+fn gradient_accumulation_trains_the_same_run() {
+    // lm-50k with batch 16 as 4 micro-batches of 4, through int4 on the weights: the same run up
+    // to float summation order (the trainer's own test bounds the per-step difference at 1e-4
+    // relative); the record names the accumulation.
+    shipped_plugins();
+    let out = scratch("accum");
+    let steps = ["--steps", "40", "--eval-windows", "32", "--format", "int4"];
+    let one = val_loss(&out.join("one"), &steps);
+    let four = val_loss(&out.join("four"), &[&steps[..], &["--accum", "4"]].concat());
+    println!("lm-50k int4, 40 steps: accum 1 {one:.6}, accum 4 {four:.6}");
+    assert!((one - four).abs() < 1e-3 * one, "{one} vs {four}");
+    let rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("four").join("result.json")).unwrap()).unwrap();
+    assert_eq!(rec["accum"], 4);
+}
+
+#[test]
 fn rotated_formats_train_through_their_own_backward() {
     // Weights and activations both in formats that quantize in a Hadamard
     // basis: the run goes through each plugin's backward (trust mask in the
@@ -166,6 +183,10 @@ fn bad_input_stops_with_a_clear_message() {
     std::fs::write(&empty, "").unwrap();
     check(&["--data", arg(&empty), "--out", arg(&out.join("b"))], "empty.txt");
     check(&["--model", "lm-7b", "--out", arg(&out.join("c"))], "unknown model preset 'lm-7b'");
+    check(
+        &["--accum", "3", "--out", arg(&out.join("c3"))],
+        "--accum 3: model config 'lm-200k': accum 3 must be a divisor of batch 16",
+    );
     check(&["--format", "no-such-format", "--out", arg(&out.join("d"))], "no-such-format");
     // The shipped formats take any shape; a misbehaving plugin (one that panics, one that returns
     // half its output) stops the run before training with an error naming the format. (That the

@@ -215,6 +215,13 @@ impl AccelTrainer {
         if opts.act.is_some() {
             return Err("device cuda: activation formats have no GPU kernel yet; train them with --device cpu".into());
         }
+        if cfg.accum != 1 {
+            return Err(format!(
+                "device cuda: gradient accumulation (accum = {}) is not in the CUDA backend yet; use accum = 1 or \
+                 --device cpu",
+                cfg.accum
+            ));
+        }
         let layout = ParamLayout::new(&cfg);
         let n = layout.total;
         let (params, m, v, step) = match state {

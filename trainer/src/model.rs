@@ -45,6 +45,20 @@ pub struct ModelConfig {
     pub batch: usize,
     /// Peak learning rate.
     pub lr: f32,
+    /// Micro-batches per optimizer step (gradient accumulation): a step runs its `batch`
+    /// sequences `batch / accum` at a time and averages their gradients, so the activation
+    /// memory is that of `batch / accum` sequences. 1 (the default, left out of records and job
+    /// hashes) is one pass over the whole batch.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub accum: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 /// The named presets: `(name, n_layer, n_head, d_model, d_hidden, lr)`; all
@@ -79,6 +93,7 @@ pub fn preset(name: &str) -> Result<ModelConfig, String> {
         ctx: 128,
         batch: 16,
         lr: p.5,
+        accum: 1,
     })
 }
 
@@ -91,6 +106,12 @@ impl ModelConfig {
         }
         if self.ctx == 0 || self.batch == 0 {
             return Err(format!("model config '{n}': ctx and batch must be positive"));
+        }
+        if self.accum == 0 || !self.batch.is_multiple_of(self.accum) {
+            return Err(format!(
+                "model config '{n}': accum {} must be a divisor of batch {} (micro-batches of equal size)",
+                self.accum, self.batch
+            ));
         }
         if !self.d_model.is_multiple_of(self.n_head) {
             return Err(format!(
@@ -106,6 +127,11 @@ impl ModelConfig {
             return Err(format!("model config '{n}': lr {} must be a positive number", self.lr));
         }
         Ok(())
+    }
+
+    /// Sequences per forward/backward pass: `batch / accum`.
+    pub fn micro_batch(&self) -> usize {
+        self.batch / self.accum.max(1)
     }
 
     /// Head dimension.
@@ -344,7 +370,7 @@ struct BlockActs<T> {
 }
 
 /// The model's compute state: RoPE tables and every activation/gradient
-/// buffer, allocated once for `batch` sequences.
+/// buffer, allocated once for `batch / accum` sequences (one micro-batch).
 pub struct Model<T: Float> {
     cfg: ModelConfig,
     layout: ParamLayout,
@@ -380,7 +406,8 @@ impl<T: Float> Model<T> {
     /// Allocates all buffers for `cfg` (validated first).
     pub fn new(cfg: &ModelConfig) -> Result<Model<T>, String> {
         cfg.validate()?;
-        let (d, h, rows) = (cfg.d_model, cfg.d_hidden, cfg.batch * cfg.ctx);
+        let mb = cfg.micro_batch();
+        let (d, h, rows) = (cfg.d_model, cfg.d_hidden, mb * cfg.ctx);
         let z = |n: usize| vec![T::ZERO; n];
         let blocks = (0..cfg.n_layer)
             .map(|_| BlockActs {
@@ -388,7 +415,7 @@ impl<T: Float> Model<T> {
                 rstd1: z(rows),
                 n1: z(rows * d),
                 hm: z(rows * 3 * d),
-                stats: z(cfg.batch * cfg.n_head * cfg.ctx * 2),
+                stats: z(mb * cfg.n_head * cfg.ctx * 2),
                 att: z(rows * d),
                 h: z(rows * d),
                 rstd2: z(rows),
@@ -450,7 +477,7 @@ impl<T: Float> Model<T> {
     }
 
     /// Forward pass over `tokens` (`n_seq x (ctx+1)` bytes, `1 <= n_seq <=
-    /// batch`): inputs are the first `ctx` bytes of each row, targets the last
+    /// batch / accum`): inputs are the first `ctx` bytes of each row, targets the last
     /// `ctx`. Returns the mean cross-entropy (nats per token). `params` is the
     /// flat vector of effective (possibly compressed) parameters.
     pub fn forward(&mut self, params: &[T], tokens: &[u8], act: Option<&ActHook>) -> Result<f64, String> {
@@ -460,11 +487,11 @@ impl<T: Float> Model<T> {
             return Err(format!("parameter vector has {} values, the model needs {}", params.len(), self.layout.total));
         }
         let row_len = ctx + 1;
-        if tokens.is_empty() || !tokens.len().is_multiple_of(row_len) || tokens.len() / row_len > cfg.batch {
+        if tokens.is_empty() || !tokens.len().is_multiple_of(row_len) || tokens.len() / row_len > cfg.micro_batch() {
             return Err(format!(
                 "token buffer of {} bytes is not 1..={} rows of ctx+1 = {} bytes",
                 tokens.len(),
-                cfg.batch,
+                cfg.micro_batch(),
                 row_len
             ));
         }
@@ -480,7 +507,7 @@ impl<T: Float> Model<T> {
         if act.is_some() && !self.has_masks {
             let widths = [d, d, d, h];
             for b in &mut self.blocks {
-                b.masks = widths.iter().map(|&w| vec![T::ZERO; cfg.batch * ctx * w]).collect();
+                b.masks = widths.iter().map(|&w| vec![T::ZERO; cfg.micro_batch() * ctx * w]).collect();
                 b.act_in = b.masks.clone();
             }
             self.has_masks = true;

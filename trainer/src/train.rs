@@ -243,6 +243,8 @@ pub struct Trainer {
     eff: Vec<f32>,
     wmask: Vec<f32>,
     grads: Vec<f32>,
+    /// Gradient of one micro-batch, added into `grads` (only with `accum > 1`).
+    micro_grads: Vec<f32>,
     adam: AdamW,
     step: u64,
     segments: Vec<(std::ops::Range<usize>, bool)>,
@@ -257,6 +259,7 @@ impl Trainer {
         let n = layout.total;
         let segments = segments(&layout);
         let has_w = opts.weight.is_some();
+        let cfg_accum = cfg.accum;
         Ok(Trainer {
             cfg,
             opts,
@@ -266,6 +269,7 @@ impl Trainer {
             eff: if has_w { vec![0.0; n] } else { Vec::new() },
             wmask: if has_w { vec![1.0; n] } else { Vec::new() },
             grads: vec![0.0; n],
+            micro_grads: if cfg_accum > 1 { vec![0.0; n] } else { Vec::new() },
             adam: AdamW::new(n),
             step: 0,
             segments,
@@ -333,23 +337,40 @@ impl Trainer {
         weight_backward(comp, self.opts.seed, &self.layout, &self.params, &self.wmask, &mut self.grads, step_seed)
     }
 
-    /// One training step on `tokens` (`batch x (ctx+1)` bytes). On a
-    /// non-finite loss or gradient, returns an error and leaves the state
-    /// untouched.
+    /// One training step on `tokens` (`batch x (ctx+1)` bytes), in `accum` micro-batches of
+    /// `batch / accum` rows whose gradients are averaged (one pass when `accum` is 1). On a
+    /// non-finite loss or gradient, returns an error and leaves the state untouched.
     pub fn step(&mut self, tokens: &[u8]) -> Result<StepStats, String> {
         check_step_tokens(&self.cfg, tokens)?;
         let step = self.step;
         let t0 = Instant::now();
         self.compress_weights(step)?;
         self.model.prof.add("weight compression", t0);
-        let act_seed = model::derive_seed(self.opts.seed, step, u64::MAX, SEED_ACT);
-        let hook = self.opts.act.as_deref().map(|comp| ActHook { comp, seed: act_seed });
         let eff: &[f32] = if self.opts.weight.is_some() { &self.eff } else { &self.params };
-        let loss = self.model.forward(eff, tokens, hook.as_ref())?;
-        if !loss.is_finite() {
-            return Err(format!("loss became NaN at step {step}; lower the learning rate or check the format"));
+        let accum = self.cfg.accum;
+        let mut loss = 0.0f64;
+        for (k, micro) in tokens.chunks(self.cfg.micro_batch() * (self.cfg.ctx + 1)).enumerate() {
+            // Micro-batch k's activation noise stream; k = 0 is the stream of a whole-batch step.
+            let act_seed = model::derive_seed(self.opts.seed, step, u64::MAX - k as u64, SEED_ACT);
+            let hook = self.opts.act.as_deref().map(|comp| ActHook { comp, seed: act_seed });
+            let l = self.model.forward(eff, micro, hook.as_ref())?;
+            if !l.is_finite() {
+                return Err(format!("loss became NaN at step {step}; lower the learning rate or check the format"));
+            }
+            loss += l;
+            if k == 0 {
+                self.model.backward_with(eff, &mut self.grads, hook.as_ref())?;
+            } else {
+                self.model.backward_with(eff, &mut self.micro_grads, hook.as_ref())?;
+                self.grads.iter_mut().zip(&self.micro_grads).for_each(|(g, m)| *g += m);
+            }
         }
-        self.model.backward_with(eff, &mut self.grads, hook.as_ref())?;
+        if accum > 1 {
+            // The mean over micro-batches of equal size: the gradient of the batch's mean loss.
+            let inv = 1.0 / accum as f32;
+            self.grads.iter_mut().for_each(|g| *g *= inv);
+            loss /= accum as f64;
+        }
         let t0 = Instant::now();
         self.weight_backward(step)?;
         let norm = optim::global_norm(&self.grads);
@@ -379,7 +400,7 @@ impl Trainer {
         let eff: &[f32] = if self.opts.weight.is_some() { &self.eff } else { &self.params };
         let mut total = 0.0f64;
         let mut n = 0usize;
-        for chunk in tokens.chunks(self.cfg.batch * row) {
+        for chunk in tokens.chunks(self.cfg.micro_batch() * row) {
             let rows = chunk.len() / row * self.cfg.ctx;
             total += self.model.forward(eff, chunk, hook.as_ref())? * rows as f64;
             n += rows;

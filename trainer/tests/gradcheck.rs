@@ -259,7 +259,17 @@ fn gradcheck_cross_entropy() {
 }
 
 fn tiny_config() -> ModelConfig {
-    ModelConfig { name: "tiny".into(), n_layer: 2, n_head: 2, d_model: 8, d_hidden: 12, ctx: 5, batch: 2, lr: 1e-3 }
+    ModelConfig {
+        name: "tiny".into(),
+        n_layer: 2,
+        n_head: 2,
+        d_model: 8,
+        d_hidden: 12,
+        ctx: 5,
+        batch: 2,
+        lr: 1e-3,
+        accum: 1,
+    }
 }
 
 #[test]

@@ -9,7 +9,17 @@ use trainer::optim;
 use trainer::{TrainOptions, Trainer};
 
 fn small() -> ModelConfig {
-    ModelConfig { name: "small".into(), n_layer: 2, n_head: 2, d_model: 32, d_hidden: 64, ctx: 32, batch: 8, lr: 3e-3 }
+    ModelConfig {
+        name: "small".into(),
+        n_layer: 2,
+        n_head: 2,
+        d_model: 32,
+        d_hidden: 64,
+        ctx: 32,
+        batch: 8,
+        lr: 3e-3,
+        accum: 1,
+    }
 }
 
 /// Rows of a repeated random pattern (period 2..=6 over 'a'..'z', random
@@ -449,4 +459,35 @@ fn compressor_backward_gets_the_forward_input_mask_and_seed() {
             }
         }
     }
+}
+
+#[test]
+fn gradient_accumulation_matches_one_pass() {
+    // The same batches in 1, 2 and 4 micro-batches: the averaged gradient is the whole batch's up
+    // to float summation order, so the losses agree to float rounding (amplified a little by 12
+    // Adam steps); the forward loss of step 0 is the mean of equal-size micro-batch means.
+    let cfg = small();
+    let one = run(&cfg, opts(3, 12), 12, 5);
+    for accum in [2, 4] {
+        let acc = run(&ModelConfig { accum, ..cfg.clone() }, opts(3, 12), 12, 5);
+        let worst = one.iter().zip(&acc).map(|(a, b)| ((a - b) / a).abs()).fold(0.0f32, f32::max);
+        println!("accum {accum}: largest relative loss difference over 12 steps {worst:.2e}");
+        assert!(((one[0] - acc[0]) / one[0]).abs() < 1e-6, "step 0: {} vs {}", one[0], acc[0]);
+        assert!(worst < 1e-4, "accum {accum}: {worst}");
+    }
+    // The model of an accumulating run holds one micro-batch: a whole batch is refused.
+    let quarter = ModelConfig { accum: 4, ..cfg.clone() };
+    let mut m = trainer::model::Model::<f32>::new(&quarter).unwrap();
+    let p = vec![0.01f32; m.layout().total];
+    let whole = batch(&cfg, &mut Xoshiro256PlusPlus::seed_from_u64(1));
+    assert!(m.forward(&p, &whole, None).unwrap_err().contains("not 1..=2 rows"));
+    assert!(m.forward(&p, &whole[..2 * (cfg.ctx + 1)], None).unwrap().is_finite());
+    // Records and job hashes leave accum out when it is 1; a micro-batch must divide the batch.
+    let v = serde_json::to_value(&cfg).unwrap();
+    assert!(v.get("accum").is_none(), "{v}");
+    assert_eq!(serde_json::to_value(ModelConfig { accum: 2, ..cfg.clone() }).unwrap()["accum"], 2);
+    let back: ModelConfig = serde_json::from_value(v).unwrap();
+    assert_eq!(back.accum, 1);
+    let e = Trainer::new(ModelConfig { accum: 3, ..cfg }, opts(1, 1)).err().unwrap();
+    assert!(e.contains("accum 3 must be a divisor of batch 8"), "{e}");
 }

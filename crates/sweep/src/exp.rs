@@ -255,6 +255,9 @@ pub struct Train {
     /// Where to train: `cpu` (default) or `cuda` (`host train --device`).
     #[serde(default)]
     pub device: Option<String>,
+    /// Gradient accumulation: micro-batches per step (`host train --accum`; default 1).
+    #[serde(default)]
+    pub accum: Option<usize>,
 }
 
 fn default_none() -> Vec<String> {

@@ -300,6 +300,15 @@ pub fn build(exp: &Experiment, exp_path: &Path, results: &Path, libs: &[Loaded])
                                     .map_err(|e| format!("{}: [train] {e}", exp_path.display()))?;
                                 config["device"] = d.into();
                             }
+                            // Likewise accumulation other than 1 (its losses differ by float
+                            // rounding only, but a record says how it was made).
+                            match t.accum {
+                                Some(0) => {
+                                    return Err(format!("{}: [train] accum must be at least 1", exp_path.display()));
+                                }
+                                Some(n) if n > 1 => config["accum"] = n.into(),
+                                _ => {}
+                            }
                             let budget = match (steps, tpp) {
                                 (Some(s), _) => format!("{s} steps"),
                                 (None, Some(r)) => format!("{r} tok/param"),

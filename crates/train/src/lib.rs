@@ -102,6 +102,11 @@ pub struct TrainArgs {
     /// one line what is missing when it cannot run).
     #[arg(long, default_value = "cpu", value_name = "DEVICE")]
     pub device: String,
+    /// Gradient accumulation: run each step's batch in this many equal micro-batches and average
+    /// their gradients (activation memory of one micro-batch; the same batch and schedule). Must
+    /// divide the preset's batch. CPU only for now.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub accum: usize,
 }
 
 /// The `--list-models` table.
@@ -313,6 +318,8 @@ pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
         }
         cfg.lr = lr;
     }
+    cfg.accum = a.accum;
+    cfg.validate().map_err(|e| format!("--accum {}: {e}", a.accum))?;
     let source = Source::parse(&a.data)?;
     let data = Data::open(&source)?;
     data.check_context(cfg.ctx)?;
@@ -348,8 +355,9 @@ pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
         d.report(verbose);
         let libs = libs?;
         let ashapes = vec![
-            ("attention and MLP inputs".to_string(), cfg.batch * cfg.ctx, cfg.d_model),
-            ("MLP w2 input".to_string(), cfg.batch * cfg.ctx, cfg.d_hidden),
+            // Activations are compressed one micro-batch at a time.
+            ("attention and MLP inputs".to_string(), cfg.micro_batch() * cfg.ctx, cfg.d_model),
+            ("MLP w2 input".to_string(), cfg.micro_batch() * cfg.ctx, cfg.d_hidden),
         ];
         let w = compressor(&libs, &a.format, &weight_shapes(&cfg))?;
         let act = compressor(&libs, &a.act_format, &ashapes)?;
@@ -444,7 +452,7 @@ pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
         let train_loss = losses[losses.len() - tail..].iter().map(|&l| l as f64).sum::<f64>() / tail as f64;
         prior_seconds += elapsed;
         let steps_run = t.step_index() - start_step;
-        Ok(json!({
+        let mut record = json!({
             "device": t.device(),
             "model": cfg.name,
             "format": a.format.trim(),
@@ -467,7 +475,12 @@ pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
             "a_gmse": a_facts.gmse, "a_family": a_facts.family, "a_bits": a_facts.bits, "a_rho": a_facts.rho,
             "law": law.name,
             "out": out.display().to_string(),
-        }))
+        });
+        // Only accumulation other than 1 is recorded, so records of plain runs keep their columns.
+        if cfg.accum != 1 {
+            record["accum"] = cfg.accum.into();
+        }
+        Ok(record)
     })??;
     let text = serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?;
     trainer::checkpoint::write_atomic(&out.join("result.json"), format!("{text}\n").as_bytes())?;

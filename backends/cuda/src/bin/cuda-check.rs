@@ -114,8 +114,17 @@ pub const SIZES: &[(&str, usize, usize, usize, usize, usize, usize)] = &[
 fn speed() -> Result<(), String> {
     println!("{:<9} {:>12} {:>6} {:>6} {:>12} {:>12}", "size", "non-emb", "ctx", "batch", "fp32 tok/s", "tf32 tok/s");
     for &(name, l, nh, d, h, ctx, batch) in SIZES {
-        let cfg =
-            ModelConfig { name: name.into(), n_layer: l, n_head: nh, d_model: d, d_hidden: h, ctx, batch, lr: 1e-3 };
+        let cfg = ModelConfig {
+            name: name.into(),
+            n_layer: l,
+            n_head: nh,
+            d_model: d,
+            d_hidden: h,
+            ctx,
+            batch,
+            lr: 1e-3,
+            accum: 1,
+        };
         let tokens: Vec<u8> = (0..batch * (ctx + 1)).map(|i| (i * 131 % 251) as u8).collect();
         let mut tps = Vec::new();
         for tf32 in [false, true] {
