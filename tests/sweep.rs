@@ -59,6 +59,14 @@ fn spawn(args: &[&str]) -> Child {
 }
 
 /// The manifest's jobs.
+/// Writes `TINY` + an int4 GMSE format + `train` (a `[train]` table) as the experiment file of
+/// `d`, plans it into `d/res`, and returns (the experiment, its jobs).
+fn plan_train(d: &Path, res: &str, train: &str) -> (PathBuf, Vec<Value>) {
+    let exp = experiment(d, &format!("{TINY}\n[[formats]]\npreset = [\"int4\"]\n{train}"));
+    host(&["sweep", "plan", arg(&exp), "--results", arg(&d.join(res))]).expect_code(0);
+    (exp, jobs(&d.join(res)))
+}
+
 fn jobs(dir: &Path) -> Vec<Value> {
     let m: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
     m["jobs"].as_array().unwrap().clone()
@@ -528,18 +536,12 @@ fn accumulation_in_an_experiment_reaches_the_run_and_leaves_plain_hashes_alone()
     shipped_plugins();
     let d = scratch("accum");
     let train = "[train]\nmodels = [\"lm-20k\"]\nformats = [\"none\"]\nsteps = 2\neval_windows = 4\n";
-    let plain = experiment(&d, &format!("{TINY}\n[[formats]]\npreset = [\"int4\"]\n{train}"));
-    let res = d.join("plain");
-    host(&["sweep", "plan", arg(&plain), "--results", arg(&res)]).expect_code(0);
-    let plain_jobs = jobs(&res);
+    let (_, plain_jobs) = plan_train(&d, "plain", train);
     // accum = 1 is the default: the same hashes as no accum at all.
-    let one = experiment(&d, &format!("{TINY}\n[[formats]]\npreset = [\"int4\"]\n{train}accum = 1\n"));
-    host(&["sweep", "plan", arg(&one), "--results", arg(&res)]).expect_code(0);
-    assert_eq!(jobs(&res), plain_jobs);
-    let two = experiment(&d, &format!("{TINY}\n[[formats]]\npreset = [\"int4\"]\n{train}accum = 2\n"));
+    assert_eq!(plan_train(&d, "one", &format!("{train}accum = 1\n")).1, plain_jobs);
+    let (two, two_jobs) = plan_train(&d, "two", &format!("{train}accum = 2\n"));
     let res2 = d.join("two");
     host(&["sweep", "all", arg(&two), "--results", arg(&res2)]).expect_code(0);
-    let two_jobs = jobs(&res2);
     let train_job = two_jobs.iter().find(|j| j["type"] == "train").unwrap();
     assert_eq!(train_job["config"]["accum"], 2);
     assert_ne!(train_job["hash"], plain_jobs.iter().find(|j| j["type"] == "train").unwrap()["hash"]);
@@ -547,7 +549,7 @@ fn accumulation_in_an_experiment_reaches_the_run_and_leaves_plain_hashes_alone()
     let rec: Value =
         rows.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).find(|r| r["type"] == "train").unwrap();
     assert_eq!(rec["accum"], 2, "{rec}");
-    let zero = experiment(&d, &format!("{TINY}\n[[formats]]\npreset = [\"int4\"]\n{train}accum = 0\n"));
+    let zero = experiment(&d, &format!("{TINY}\n{train}accum = 0\n"));
     let r = host(&["sweep", "plan", arg(&zero), "--results", arg(&d.join("zero"))]);
     r.expect_code(1);
     assert!(r.stderr.contains("accum must be at least 1"), "{}", r.stderr);
