@@ -78,23 +78,45 @@ pub const PRESETS: &[(&str, usize, usize, usize, usize, f32)] = &[
     ("lm-3m", 7, 6, 192, 512, 1e-3),
 ];
 
-/// Looks up a named preset (see [`PRESETS`]).
+/// One GPU preset: `(name, n_layer, n_head, d_model, d_hidden, ctx, batch, lr)`.
+pub type GpuPreset = (&'static str, usize, usize, usize, usize, usize, usize, f32);
+
+/// GPU-sized presets: `(name, n_layer, n_head, d_model, d_hidden, ctx, batch, lr)`, about 10M
+/// to 300M non-embedding parameters (the name gives the rounded count) at contexts 512-1024,
+/// head dimension 64, batches of 32K-128K tokens (`--accum` splits them into micro-batches
+/// that fit a device). Made for the CUDA backend; the CPU trainer runs them too, slowly.
+pub const GPU_PRESETS: &[GpuPreset] = &[
+    ("gpu-10m", 6, 6, 384, 1024, 512, 64, 6e-4),
+    ("gpu-30m", 9, 8, 512, 1536, 1024, 32, 6e-4),
+    ("gpu-100m", 13, 12, 768, 2304, 1024, 64, 4e-4),
+    ("gpu-300m", 22, 16, 1024, 3072, 1024, 128, 3e-4),
+];
+
+/// Every preset name, CPU ladder first.
+pub fn preset_names() -> Vec<&'static str> {
+    PRESETS.iter().map(|p| p.0).chain(GPU_PRESETS.iter().map(|p| p.0)).collect()
+}
+
+/// Looks up a named preset (see [`PRESETS`] and [`GPU_PRESETS`]).
 pub fn preset(name: &str) -> Result<ModelConfig, String> {
-    let p = PRESETS.iter().find(|p| p.0 == name).ok_or_else(|| {
-        let names: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
-        format!("unknown model preset '{name}'; choose one of {}", names.join(", "))
-    })?;
-    Ok(ModelConfig {
-        name: p.0.to_string(),
-        n_layer: p.1,
-        n_head: p.2,
-        d_model: p.3,
-        d_hidden: p.4,
-        ctx: 128,
-        batch: 16,
-        lr: p.5,
+    let cfg = |name: &str, n_layer, n_head, d_model, d_hidden, ctx, batch, lr| ModelConfig {
+        name: name.to_string(),
+        n_layer,
+        n_head,
+        d_model,
+        d_hidden,
+        ctx,
+        batch,
+        lr,
         accum: 1,
-    })
+    };
+    if let Some(p) = PRESETS.iter().find(|p| p.0 == name) {
+        return Ok(cfg(p.0, p.1, p.2, p.3, p.4, 128, 16, p.5));
+    }
+    if let Some(p) = GPU_PRESETS.iter().find(|p| p.0 == name) {
+        return Ok(cfg(p.0, p.1, p.2, p.3, p.4, p.5, p.6, p.7));
+    }
+    Err(format!("unknown model preset '{name}'; choose one of {}", preset_names().join(", ")))
 }
 
 impl ModelConfig {

@@ -247,6 +247,14 @@ fn presets_and_ladder() {
     assert!(n[3] >= 10 * n[0] && n[4] >= 10 * n[1] && (2_500_000..3_500_000).contains(n.last().unwrap()), "{n:?}");
     assert!(ladder.windows(2).all(|w| w[0].lr >= w[1].lr));
     assert!(preset("lm-7b").unwrap_err().contains("unknown model preset 'lm-7b'"));
+    // GPU presets: L * (4 d^2 + 3 d h + 2 d) + d non-embedding parameters, head dimension 64.
+    let gpu: Vec<(usize, usize, usize)> = trainer::model::GPU_PRESETS
+        .iter()
+        .map(|p| preset(p.0).unwrap())
+        .inspect(|c| c.validate().unwrap())
+        .map(|c| (c.non_embedding_params(), c.ctx, c.head_dim()))
+        .collect();
+    assert_eq!(gpu, [(10_621_824, 512, 64), (30_680_576, 1024, 64), (99_700_992, 1024, 64), (299_938_816, 1024, 64)]);
     let json = serde_json::to_string(&b).unwrap();
     assert_eq!(serde_json::from_str::<ModelConfig>(&json).unwrap(), b);
 }

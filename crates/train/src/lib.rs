@@ -115,8 +115,8 @@ fn model_table() -> String {
         "{:<11} {:>6} {:>5} {:>6} {:>7} {:>5} {:>6} {:>9} {:>10}\n",
         "preset", "layers", "heads", "width", "hidden", "ctx", "batch", "lr", "N (non-emb)"
     );
-    for p in trainer::model::PRESETS {
-        if let Ok(c) = model::preset(p.0) {
+    for name in trainer::model::preset_names() {
+        if let Ok(c) = model::preset(name) {
             s += &format!(
                 "{:<11} {:>6} {:>5} {:>6} {:>7} {:>5} {:>6} {:>9.1e} {:>10}\n",
                 c.name,
