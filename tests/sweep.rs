@@ -549,6 +549,8 @@ fn accumulation_in_an_experiment_reaches_the_run_and_leaves_plain_hashes_alone()
     let rec: Value =
         rows.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).find(|r| r["type"] == "train").unwrap();
     assert_eq!(rec["accum"], 2, "{rec}");
+    let (_, bt) = plan_train(&d, "bt", &format!("{train}batch_tokens = 4096\n"));
+    assert_eq!(bt.iter().find(|j| j["type"] == "train").unwrap()["config"]["batch_tokens"], 4096);
     let zero = experiment(&d, &format!("{TINY}\n{train}accum = 0\n"));
     let r = host(&["sweep", "plan", arg(&zero), "--results", arg(&d.join("zero"))]);
     r.expect_code(1);

@@ -106,6 +106,28 @@ fn gradient_accumulation_trains_the_same_run() {
     let rec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("four").join("result.json")).unwrap()).unwrap();
     assert_eq!(rec["accum"], 4);
+    // Batch given in tokens: 4096 tokens = 32 sequences of 128 per step, in 2 micro-batches.
+    let dir = out.join("tokens");
+    let r = host(&[
+        "train",
+        "--model",
+        "lm-20k",
+        "--steps",
+        "3",
+        "--eval-windows",
+        "4",
+        "--json",
+        "--out",
+        arg(&dir),
+        "--batch-tokens",
+        "4096",
+        "--accum",
+        "2",
+    ]);
+    r.expect_code(0);
+    let j = r.json();
+    let got = (j["batch_tokens"].as_u64(), j["tokens"].as_u64(), j["accum"].as_u64());
+    assert_eq!(got, (Some(4096), Some(3 * 4096), Some(2)), "{j}");
 }
 
 #[test]
@@ -186,6 +208,10 @@ fn bad_input_stops_with_a_clear_message() {
     check(
         &["--accum", "3", "--out", arg(&out.join("c3"))],
         "--accum 3: model config 'lm-200k': accum 3 must be a divisor of batch 16",
+    );
+    check(
+        &["--batch-tokens", "1000", "--out", arg(&out.join("c4"))],
+        "--batch-tokens 1000: must be a positive multiple of the context of 'lm-200k' (128 tokens)",
     );
     check(&["--format", "no-such-format", "--out", arg(&out.join("d"))], "no-such-format");
     // The shipped formats take any shape; a misbehaving plugin (one that panics, one that returns

@@ -258,6 +258,9 @@ pub struct Train {
     /// Gradient accumulation: micro-batches per step (`host train --accum`; default 1).
     #[serde(default)]
     pub accum: Option<usize>,
+    /// Tokens per optimizer step (`host train --batch-tokens`; default: the preset's batch).
+    #[serde(default)]
+    pub batch_tokens: Option<usize>,
 }
 
 fn default_none() -> Vec<String> {

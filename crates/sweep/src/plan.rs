@@ -309,6 +309,9 @@ pub fn build(exp: &Experiment, exp_path: &Path, results: &Path, libs: &[Loaded])
                                 Some(n) if n > 1 => config["accum"] = n.into(),
                                 _ => {}
                             }
+                            if let Some(t) = t.batch_tokens {
+                                config["batch_tokens"] = t.into();
+                            }
                             let budget = match (steps, tpp) {
                                 (Some(s), _) => format!("{s} steps"),
                                 (None, Some(r)) => format!("{r} tok/param"),

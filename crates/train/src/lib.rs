@@ -107,6 +107,10 @@ pub struct TrainArgs {
     /// divide the preset's batch. CPU only for now.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub accum: usize,
+    /// Tokens per optimizer step (batch x ctx): sets the batch to T / ctx sequences instead of
+    /// the preset's. Must be a multiple of the preset's context.
+    #[arg(long, value_name = "T")]
+    pub batch_tokens: Option<usize>,
 }
 
 /// The `--list-models` table.
@@ -318,6 +322,15 @@ pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
         }
         cfg.lr = lr;
     }
+    if let Some(t) = a.batch_tokens {
+        if t == 0 || !t.is_multiple_of(cfg.ctx) {
+            return Err(format!(
+                "--batch-tokens {t}: must be a positive multiple of the context of '{}' ({} tokens)",
+                cfg.name, cfg.ctx
+            ));
+        }
+        cfg.batch = t / cfg.ctx;
+    }
     cfg.accum = a.accum;
     cfg.validate().map_err(|e| format!("--accum {}: {e}", a.accum))?;
     let source = Source::parse(&a.data)?;
@@ -479,6 +492,9 @@ pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
         // Only accumulation other than 1 is recorded, so records of plain runs keep their columns.
         if cfg.accum != 1 {
             record["accum"] = cfg.accum.into();
+        }
+        if a.batch_tokens.is_some() {
+            record["batch_tokens"] = (cfg.batch * cfg.ctx).into();
         }
         Ok(record)
     })??;
