@@ -43,6 +43,9 @@ check timed "$BIN/cuda-check" kernels
 step "200 steps, CPU vs CUDA, and resumption across backends"
 check timed "$BIN/cuda-check" compare lm-1m 200
 
+step "gradient accumulation (4 micro-batches), CPU vs CUDA"
+check timed "$BIN/cuda-check" compare lm-200k 60 4
+
 step "QAT through the int plugin (int4), CPU vs CUDA"
 qat() {
   for dev in cpu cuda; do

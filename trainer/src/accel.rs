@@ -190,6 +190,8 @@ pub struct AccelTrainer {
     host_eff: Vec<f32>,
     host_mask: Vec<f32>,
     host_grads: Vec<f32>,
+    /// One micro-batch's gradient, read from the device (only with `accum > 1`).
+    host_micro: Vec<f32>,
     losses: Vec<f32>,
 }
 
@@ -215,13 +217,6 @@ impl AccelTrainer {
         if opts.act.is_some() {
             return Err("device cuda: activation formats have no GPU kernel yet; train them with --device cpu".into());
         }
-        if cfg.accum != 1 {
-            return Err(format!(
-                "device cuda: gradient accumulation (accum = {}) is not in the CUDA backend yet; use accum = 1 or \
-                 --device cpu",
-                cfg.accum
-            ));
-        }
         let layout = ParamLayout::new(&cfg);
         let n = layout.total;
         let (params, m, v, step) = match state {
@@ -232,11 +227,15 @@ impl AccelTrainer {
                 (p, m, v, step)
             }
         };
-        let mut session = lib.open(&cfg, &serde_json::json!({ "tf32": accel.tf32 }))?;
+        // The library holds one micro-batch: its buffers are sized by the config's batch, and
+        // accumulation over micro-batches happens here (the gradients go through the host).
+        let lib_cfg = ModelConfig { batch: cfg.micro_batch(), accum: 1, ..cfg.clone() };
+        let mut session = lib.open(&lib_cfg, &serde_json::json!({ "tf32": accel.tf32 }))?;
         for (which, data) in [(buf::PARAMS, &params), (buf::ADAM_M, &m), (buf::ADAM_V, &v)] {
             ok(session.write(which, 0, RSlice::from_slice(data)))?;
         }
         let has_w = opts.weight.is_some();
+        let accumulates = cfg.accum > 1;
         let big = |on: bool| if on { vec![0.0; n] } else { Vec::new() };
         Ok(AccelTrainer {
             session,
@@ -249,7 +248,8 @@ impl AccelTrainer {
             host_params: big(has_w),
             host_eff: big(has_w),
             host_mask: big(has_w),
-            host_grads: big(has_w),
+            host_grads: big(has_w || accumulates),
+            host_micro: big(accumulates),
         })
     }
 
@@ -295,13 +295,37 @@ impl Backend for AccelTrainer {
         check_step_tokens(&self.cfg, tokens)?;
         let step = self.step;
         let use_eff = self.compress_weights(step)?;
-        let loss = self.forward(tokens, use_eff)?;
-        if !loss.is_finite() {
-            return Err(format!("loss became NaN at step {step}; lower the learning rate or check the format"));
+        let accum = self.cfg.accum;
+        let mut loss = 0.0f64;
+        // Micro-batches as on CPU (`Trainer::step`): gradients summed on the host in micro-batch
+        // order, then averaged and written back (one pass, on the device alone, when accum is 1).
+        for (k, micro) in tokens.chunks(self.cfg.micro_batch() * (self.cfg.ctx + 1)).enumerate() {
+            let l = self.forward(micro, use_eff)?;
+            if !l.is_finite() {
+                return Err(format!("loss became NaN at step {step}; lower the learning rate or check the format"));
+            }
+            loss += l;
+            ok(self.session.backward())?;
+            if accum > 1 {
+                let dst = if k == 0 { &mut self.host_grads } else { &mut self.host_micro };
+                ok(self.session.read(buf::GRADS, 0, RSliceMut::from_mut_slice(dst)))?;
+                if k > 0 {
+                    self.host_grads.iter_mut().zip(&self.host_micro).for_each(|(g, m)| *g += m);
+                }
+            }
         }
-        ok(self.session.backward())?;
+        if accum > 1 {
+            let inv = 1.0 / accum as f32;
+            self.host_grads.iter_mut().for_each(|g| *g *= inv);
+            loss /= accum as f64;
+            if self.opts.weight.is_none() {
+                ok(self.session.write(buf::GRADS, 0, RSlice::from_slice(&self.host_grads)))?;
+            }
+        }
         if let Some(comp) = self.opts.weight.as_deref() {
-            ok(self.session.read(buf::GRADS, 0, RSliceMut::from_mut_slice(&mut self.host_grads)))?;
+            if accum == 1 {
+                ok(self.session.read(buf::GRADS, 0, RSliceMut::from_mut_slice(&mut self.host_grads)))?;
+            }
             weight_backward(
                 comp,
                 self.opts.seed,
@@ -330,7 +354,7 @@ impl Backend for AccelTrainer {
         let use_eff = self.compress_weights(self.step | SEED_EVAL)?;
         let mut total = 0.0f64;
         let mut n = 0usize;
-        for chunk in tokens.chunks(self.cfg.batch * row) {
+        for chunk in tokens.chunks(self.cfg.micro_batch() * row) {
             let rows = chunk.len() / row * self.cfg.ctx;
             total += self.forward(chunk, use_eff)? * rows as f64;
             n += rows;

@@ -49,8 +49,9 @@ fn max_rel(a: &[f32], b: &[f32]) -> (f64, usize) {
     })
 }
 
-fn compare(model: &str, steps: u64) -> Result<(), String> {
-    let cfg = preset(model)?;
+fn compare(model: &str, steps: u64, accum: usize) -> Result<(), String> {
+    let cfg = ModelConfig { accum, ..preset(model)? };
+    cfg.validate()?;
     let data = Data::open(&Source::default())?;
     let val = data.val_batches(16, cfg.ctx);
     let t0 = Instant::now();
@@ -66,7 +67,7 @@ fn compare(model: &str, steps: u64) -> Result<(), String> {
     let (rel, at) = max_rel(&gpu, &cpu);
     let vrel = ((gpu_val - cpu_val) / cpu_val).abs() as f64;
     println!(
-        "compare {model}, {steps} steps: loss cpu {:.5} -> {:.5}, cuda {:.5} -> {:.5}; max relative difference {rel:.2e} (step {at}); validation cpu {cpu_val:.5} cuda {gpu_val:.5} ({vrel:.2e}); {cpu_s:.1} s on CPU, {gpu_s:.1} s on GPU",
+        "compare {model}, {steps} steps, accum {accum}: loss cpu {:.5} -> {:.5}, cuda {:.5} -> {:.5}; max relative difference {rel:.2e} (step {at}); validation cpu {cpu_val:.5} cuda {gpu_val:.5} ({vrel:.2e}); {cpu_s:.1} s on CPU, {gpu_s:.1} s on GPU",
         cpu[0],
         cpu[cpu.len() - 1],
         gpu[0],
@@ -160,14 +161,12 @@ fn main() -> ExitCode {
         }),
         Some("compare") => {
             let model = args.get(1).map(String::as_str).unwrap_or("lm-1m");
-            match args.get(2).map(|s| s.parse::<u64>()) {
-                Some(Err(e)) => Err(format!("STEPS: {e}")),
-                Some(Ok(s)) => compare(model, s),
-                None => compare(model, 200),
-            }
+            let steps = args.get(2).map_or(Ok(200), |s| s.parse::<u64>()).map_err(|e| format!("STEPS: {e}"));
+            let accum = args.get(3).map_or(Ok(1), |s| s.parse::<usize>()).map_err(|e| format!("ACCUM: {e}"));
+            steps.and_then(|s| accum.and_then(|a| compare(model, s, a)))
         }
         Some("speed") => speed(),
-        _ => Err("usage: cuda-check probe | kernels | compare [MODEL] [STEPS] | speed".into()),
+        _ => Err("usage: cuda-check probe | kernels | compare [MODEL] [STEPS] [ACCUM] | speed".into()),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
