@@ -44,7 +44,7 @@ step "200 steps, CPU vs CUDA, and resumption across backends"
 check timed "$BIN/cuda-check" compare lm-1m 200
 
 step "gradient accumulation (4 micro-batches), CPU vs CUDA"
-check timed "$BIN/cuda-check" compare lm-200k 60 4
+check timed "$BIN/cuda-check" compare lm-200k 40 4
 
 step "QAT through the int plugin (int4), CPU vs CUDA"
 qat() {
