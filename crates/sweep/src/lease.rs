@@ -185,6 +185,17 @@ pub fn age_of(t: SystemTime) -> f64 {
     }
 }
 
+/// Age in seconds after which a takeover lock counts as left behind by a dead runner (a takeover
+/// takes milliseconds).
+const TAKEOVER_STALE_S: f64 = 30.0;
+
+/// The takeover lock of the lease at `path`: `<lease>.takeover` beside it.
+fn takeover_lock(path: &Path) -> PathBuf {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".takeover");
+    path.with_file_name(name)
+}
+
 /// Seconds since the Unix epoch.
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -405,9 +416,56 @@ impl Leases {
         }
     }
 
-    /// Removes the expired lease `seen` from `path` atomically: true when this call removed
-    /// exactly the file `seen` describes, unchanged since. Anything else it renamed away is put back.
+    /// Removes the expired lease `seen` from `path`: true when this call removed exactly the
+    /// file `seen` describes, unchanged since. Only the holder of the takeover lock
+    /// (`<lease>.takeover`, created like a lease) moves an expired lease, after checking under the
+    /// lock that the name still points at it: a lease created meanwhile by another runner is
+    /// never moved aside (it could only appear after the expired one was removed, which only the
+    /// lock holder does). Ok(false) without the lock (another runner is taking over).
     fn take_over(&self, path: &Path, seen: &Seen) -> Result<bool, String> {
+        let lock = takeover_lock(path);
+        let token = new_token();
+        let unique = self.unique(&lock, "new", &token);
+        write_new(&unique, token.as_bytes())?;
+        let linked = fs::hard_link(&unique, &lock);
+        let got = linked.is_ok() || fs::metadata(&unique).is_ok_and(|m| link_count(&m) >= 2);
+        let _ = fs::remove_file(&unique);
+        if !got {
+            self.clear_stale_lock(&lock);
+            return Ok(false);
+        }
+        let result = match self.inspect(path)? {
+            Some(now) if now.stamp == seen.stamp && now.expired.is_some() => self.move_aside(path, seen),
+            _ => Ok(false),
+        };
+        // Our lock only (it could have been judged left behind and replaced after
+        // TAKEOVER_STALE_S, far beyond the milliseconds a takeover takes).
+        if fs::read(&lock).is_ok_and(|b| b == token.as_bytes()) {
+            let _ = fs::remove_file(&lock);
+        }
+        result
+    }
+
+    /// Removes a takeover lock left behind by a runner that died holding it (older than
+    /// [`TAKEOVER_STALE_S`]), moving it aside first and putting back anything newer.
+    fn clear_stale_lock(&self, lock: &Path) {
+        let Ok(m) = fs::metadata(lock) else { return };
+        let Ok(stamp) = Stamp::of(&m) else { return };
+        if age_of(stamp.mtime).abs() <= TAKEOVER_STALE_S {
+            return;
+        }
+        let grave = self.unique(lock, "stale", &new_token());
+        if fs::rename(lock, &grave).is_ok() {
+            if fs::metadata(&grave).ok().and_then(|m| Stamp::of(&m).ok()) != Some(stamp) {
+                let _ = fs::hard_link(&grave, lock);
+            }
+            let _ = fs::remove_file(&grave);
+        }
+    }
+
+    /// Moves the expired lease `seen` away from `path` (under the takeover lock): true when it
+    /// was exactly that file; anything else is put back.
+    fn move_aside(&self, path: &Path, seen: &Seen) -> Result<bool, String> {
         let grave = self.unique(path, "expired", &new_token());
         match fs::rename(path, &grave) {
             Ok(()) => {}
@@ -431,7 +489,7 @@ impl Leases {
     pub fn acquire(&self, path: &Path, job: &str) -> Result<Acquired, String> {
         let mut generation = 1;
         let mut took_over = None;
-        for _ in 0..32 {
+        for attempt in 0..64u32 {
             if let Some(mut lease) = self.create(path, job, generation)? {
                 lease.took_over = took_over;
                 return Ok(Acquired::Owned(lease));
@@ -441,10 +499,13 @@ impl Leases {
             if self.take_over(path, &seen)? {
                 generation = seen.holder.as_ref().map_or(1, |h| h.generation + 1);
                 took_over = Some(format!("the expired lease of {}: {why}", seen.describe()));
+            } else {
+                // Another runner holds the takeover lock: give it time to finish.
+                std::thread::sleep(Duration::from_millis(1 << attempt.min(6)));
             }
         }
         Err(format!(
-            "lease {}: still changing after 32 tries to acquire it; is another program rewriting it?",
+            "lease {}: still changing after 64 tries to acquire it; is another program rewriting it?",
             path.display()
         ))
     }
@@ -739,6 +800,22 @@ mod tests {
         }
         assert_eq!(remove_old(&tmp, Duration::from_secs(5)), 2);
         assert_eq!(names(&tmp), ["young"]);
+    }
+
+    #[test]
+    fn a_takeover_lock_left_by_a_dead_runner_is_cleared() {
+        // An expired lease and a takeover lock 60 s old (its runner died mid-takeover): the lock
+        // is cleared (older than TAKEOVER_STALE_S) and the lease taken over; nothing is left.
+        let (_dir, p, tmp) = folder("lock");
+        fs::write(&p, "{\"stale\": 1}").unwrap();
+        stamp_at(&p, -120.0);
+        let lock = takeover_lock(&p);
+        fs::write(&lock, "0123456789abcdef").unwrap();
+        stamp_at(&lock, -60.0);
+        let l = owned(leases(&tmp, 60.0).acquire(&p, "abc").unwrap());
+        assert!(l.took_over.as_deref().is_some_and(|t| t.contains("expired lease")), "{:?}", l.took_over);
+        assert!(!lock.exists());
+        assert!(names(&tmp).is_empty(), "{:?}", names(&tmp));
     }
 
     #[test]
