@@ -389,20 +389,8 @@ impl Leases {
             created: unix_now(),
         };
         let text = serde_json::to_string(&holder).map_err(|e| e.to_string())? + "\n";
-        let unique = self.unique(path, "new", &holder.token);
-        write_new(&unique, text.as_bytes())?;
-        let linked = fs::hard_link(&unique, path);
-        let unique_meta = fs::metadata(&unique);
-        let made = linked.is_ok() || unique_meta.as_ref().is_ok_and(|m| link_count(m) >= 2);
-        let _ = fs::remove_file(&unique);
-        if !made {
-            return match linked {
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
-                // Our unique file vanished (removed as garbage while this process was paused).
-                Err(e) if e.kind() == io::ErrorKind::NotFound && unique_meta.is_err() => Ok(None),
-                Err(e) => Err(format!("cannot create lease {}: {e}", path.display())),
-                Ok(()) => Ok(None),
-            };
+        if !self.link_new(path, "lease", &holder.token, text.as_bytes())? {
+            return Ok(None);
         }
         if let Some(d) = path.parent() {
             sync_dir(d);
@@ -416,6 +404,26 @@ impl Leases {
         }
     }
 
+    /// Creates `path` holding `bytes`, atomically and only if it does not exist: a unique
+    /// scratch file hard-linked to the name (on NFS a lost reply of a link that happened is told
+    /// by the link count). Ok(false) when the name exists, or when the scratch file vanished
+    /// (collected as garbage while this process was paused).
+    fn link_new(&self, path: &Path, what: &str, token: &str, bytes: &[u8]) -> Result<bool, String> {
+        let unique = self.unique(path, "new", token);
+        write_new(&unique, bytes)?;
+        let linked = fs::hard_link(&unique, path);
+        let unique_meta = fs::metadata(&unique);
+        let made = linked.is_ok() || unique_meta.as_ref().is_ok_and(|m| link_count(m) >= 2);
+        let _ = fs::remove_file(&unique);
+        match linked {
+            _ if made => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && unique_meta.is_err() => Ok(false),
+            Err(e) => Err(format!("cannot create {what} {}: {e}", path.display())),
+            Ok(()) => Ok(false),
+        }
+    }
+
     /// Removes the expired lease `seen` from `path`: true when this call removed exactly the
     /// file `seen` describes, unchanged since. Only the holder of the takeover lock
     /// (`<lease>.takeover`, created like a lease) moves an expired lease, after checking under the
@@ -425,17 +433,14 @@ impl Leases {
     fn take_over(&self, path: &Path, seen: &Seen) -> Result<bool, String> {
         let lock = takeover_lock(path);
         let token = new_token();
-        let unique = self.unique(&lock, "new", &token);
-        write_new(&unique, token.as_bytes())?;
-        let linked = fs::hard_link(&unique, &lock);
-        let got = linked.is_ok() || fs::metadata(&unique).is_ok_and(|m| link_count(&m) >= 2);
-        let _ = fs::remove_file(&unique);
-        if !got {
+        if !self.link_new(&lock, "takeover lock", &token, token.as_bytes())? {
             self.clear_stale_lock(&lock);
             return Ok(false);
         }
         let result = match self.inspect(path)? {
-            Some(now) if now.stamp == seen.stamp && now.expired.is_some() => self.move_aside(path, seen),
+            Some(now) if now.stamp == seen.stamp && now.expired.is_some() => {
+                self.remove_if_unchanged(path, seen.stamp, "expired", "expired lease")
+            }
             _ => Ok(false),
         };
         // Our lock only (it could have been judged left behind and replaced after
@@ -454,30 +459,25 @@ impl Leases {
         if age_of(stamp.mtime).abs() <= TAKEOVER_STALE_S {
             return;
         }
-        let grave = self.unique(lock, "stale", &new_token());
-        if fs::rename(lock, &grave).is_ok() {
-            if fs::metadata(&grave).ok().and_then(|m| Stamp::of(&m).ok()) != Some(stamp) {
-                let _ = fs::hard_link(&grave, lock);
-            }
-            let _ = fs::remove_file(&grave);
-        }
+        let _ = self.remove_if_unchanged(lock, stamp, "stale", "stale takeover lock");
     }
 
-    /// Moves the expired lease `seen` away from `path` (under the takeover lock): true when it
-    /// was exactly that file; anything else is put back.
-    fn move_aside(&self, path: &Path, seen: &Seen) -> Result<bool, String> {
-        let grave = self.unique(path, "expired", &new_token());
+    /// Removes the file at `path` if it is still the one `stamp` describes (an expired lease
+    /// under the takeover lock, or a stale lock): renamed to a unique graveyard name, then
+    /// checked; anything else is put back. True when it was exactly that file.
+    fn remove_if_unchanged(&self, path: &Path, stamp: Stamp, kind: &str, what: &str) -> Result<bool, String> {
+        let grave = self.unique(path, kind, &new_token());
         match fs::rename(path, &grave) {
             Ok(()) => {}
             // NFS may lose the reply of a rename that happened.
             Err(e) if e.kind() == io::ErrorKind::NotFound && !grave.exists() => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot move expired lease {} aside: {e}", path.display())),
+            Err(e) => return Err(format!("cannot move {what} {} aside: {e}", path.display())),
         }
-        let same = fs::metadata(&grave).ok().and_then(|m| Stamp::of(&m).ok()) == Some(seen.stamp);
+        let same = fs::metadata(&grave).ok().and_then(|m| Stamp::of(&m).ok()) == Some(stamp);
         if !same {
-            // The owner heartbeated, or another runner took over first: put it back (unless a
-            // new lease already took the name).
+            // The owner heartbeated, or another runner got there first: put it back (unless a
+            // new file already took the name).
             let _ = fs::hard_link(&grave, path);
         }
         let _ = fs::remove_file(&grave);
