@@ -7,6 +7,8 @@
 #  1. probe: the backend library's version and the device (finds libcuda, NVRTC and cuBLAS on
 #     the system path, in HOST_CUDA_LIBS or in Python's nvidia-* packages);
 #  2. kernels: every CUDA kernel against its CPU reference, max abs difference printed;
+#     formats: the native kernels of the built-in formats (int, fp, raw, MX, NVFP4) against the
+#     plugins bit for bit (per format the max abs difference and the differing values; seconds);
 #  3. compare: a 200-step run of lm-1m on the CPU and CUDA backends from one seed (losses within
 #     1e-3 relative at every step), then resumption across backends (CPU -> CUDA, CUDA -> CPU);
 #  4. QAT: `host train --format int4` through the int plugin on both devices (loss every 10
@@ -39,6 +41,9 @@ if ! timed "$BIN/cuda-check" probe; then echo "no usable GPU: stopping"; exit 1;
 
 step "kernels against their CPU reference"
 check timed "$BIN/cuda-check" kernels
+
+step "built-in format kernels against the plugins, bit for bit"
+check timed "$BIN/cuda-check" formats "$BIN"
 
 step "200 steps, CPU vs CUDA, and resumption across backends"
 check timed "$BIN/cuda-check" compare lm-1m 200

@@ -35,6 +35,12 @@ pub const MODULES: &[(&str, &str, &[&str])] = &[
         &["attn_fwd", "attn_bwd_delta", "attn_bwd_dq", "attn_bwd_dkv"],
     ),
     ("optim", include_str!("../kernels/optim.cu"), &["sumsq_partial", "sum_doubles", "adamw"]),
+    // The built-in formats (src/formats): the header with their math, then the kernels.
+    (
+        "formats",
+        concat!(include_str!("../kernels/formats.cuh"), "\n", include_str!("../kernels/formats.cu")),
+        &["qf_sumsq_partial", "qf_group_scale", "qf_int_apply"],
+    ),
 ];
 
 /// NVRTC options of every module (besides the architecture): no FMA contraction, so

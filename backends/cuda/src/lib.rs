@@ -5,7 +5,9 @@
 //! - [`kernels`]: the CUDA C sources (`kernels/*.cu`), NVRTC compilation and its cache;
 //! - [`gpu`]: device buffers and one method per operation (cuBLAS for matrix products);
 //! - [`session`]: a model's forward and backward pass, gradient norm and AdamW;
-//! - [`check`]: every kernel against the trainer's CPU kernels, on the device.
+//! - [`check`]: every kernel against the trainer's CPU kernels, on the device;
+//! - [`formats`]: native kernels of the built-in formats (int, fp, raw, MX, NVFP4), checked
+//!   bit for bit against the plugins (host build here, the GPU in `cuda-check formats`).
 //!
 //! The exported interface is `trainer::accel_abi` (abi_stable); every exported call runs
 //! under `catch_unwind`, so a panic (cudarc panics when a library it needs is missing) comes
@@ -21,6 +23,7 @@ use trainer::accel_abi::{AccelMod, AccelModRef, FfiSession_TO, FfiSessionBox};
 use trainer::model::ModelConfig;
 
 pub mod check;
+pub mod formats;
 pub mod gpu;
 pub mod kernels;
 pub mod libs;

@@ -6,7 +6,12 @@
 //! - `cuda-check kernels`: every kernel against its CPU reference (max abs difference);
 //! - `cuda-check compare [MODEL] [STEPS]`: CPU and CUDA runs from one seed (losses within 1e-3
 //!   relative at every step) and resumption across backends (CPU -> CUDA and CUDA -> CPU);
-//! - `cuda-check speed`: training tokens per second for three sizes, fp32 and TF32.
+//! - `cuda-check speed`: training tokens per second for three sizes, fp32 and TF32;
+//! - `cuda-check formats [PLUGIN_DIR]`: the native kernels of the built-in formats against the
+//!   plugins (`libplugin_{int,fp,block}.so` from PLUGIN_DIR, default: this executable's folder),
+//!   bit for bit, on the cases `tests/formats.rs` runs on the host build (per format the largest
+//!   absolute difference and the number of differing values). These kernels are not in the
+//!   accelerator interface yet: this subcommand uses the crate directly.
 //!
 //! Exit status 1 with one line on any failure.
 
@@ -145,6 +150,27 @@ fn speed() -> Result<(), String> {
     Ok(())
 }
 
+fn formats(dir: Option<&String>) -> Result<(), String> {
+    use backend_cuda::formats::{cases, device::FormatKernels};
+    let dir = match dir {
+        Some(d) => std::path::PathBuf::from(d),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+            .ok_or("cannot find this executable's folder")?,
+    };
+    let plugins = cases::Plugins::load(&dir)?;
+    let t0 = Instant::now();
+    let k = FormatKernels::open()?;
+    println!("format kernels on {} (compiled or loaded in {:.1} s)", k.name, t0.elapsed().as_secs_f64());
+    let report = cases::check(&plugins, &mut |p, x| k.run(p, x))?;
+    print!("{}", report.text());
+    match report.failed() {
+        0 => Ok(()),
+        n => Err(format!("{n} formats differ from their plugin on the GPU")),
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let r = match args.first().map(String::as_str) {
@@ -166,7 +192,11 @@ fn main() -> ExitCode {
             steps.and_then(|s| accum.and_then(|a| compare(model, s, a)))
         }
         Some("speed") => speed(),
-        _ => Err("usage: cuda-check probe | kernels | compare [MODEL] [STEPS] [ACCUM] | speed".into()),
+        Some("formats") => formats(args.get(1)),
+        _ => {
+            Err("usage: cuda-check probe | kernels | compare [MODEL] [STEPS] [ACCUM] | speed | formats [PLUGIN_DIR]"
+                .into())
+        }
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,20 @@
+// Kernels of the built-in formats (kind int, fp, raw, mx, nvfp4), over a row-major matrix of
+// `rows * cols` floats: output and straight-through mask of `compress`, bit for bit the
+// plugins'. The math is in formats.cuh, which src/kernels.rs prepends (and formats_host.c
+// includes, with this file, to run the same kernel bodies on the host for the tests).
+// src/formats.rs plans the launches: which kernels, in which order, with which arguments.
+// Argument `n` of every kernel is its number of threads (one per value, group or block).
+
+// Per-group scales: sums of squares per 1024-block, then one thread per group.
+QF_KERNEL(qf_sumsq_partial, (long n, const float* x, long cols, long glen, long gpr, long bpg, double* partial),
+          (i_, n, x, cols, glen, gpr, bpg, partial))
+QF_KERNEL(qf_group_scale,
+          (long n, const float* x, long cols, long glen, long gpr, long bpg, const double* partial, int rule,
+           float k, float* scale),
+          (i_, n, x, cols, glen, gpr, bpg, partial, rule, k, scale))
+
+// kind int: one thread per value.
+QF_KERNEL(qf_int_apply,
+          (long n, const float* x, float* y, float* mask, long cols, long glen, long gpr, const float* scale,
+           int rule, float param),
+          (i_, n, x, y, mask, cols, glen, gpr, scale, rule, param))

@@ -1,0 +1,186 @@
+// The built-in formats' element-wise and block math (plugins int, fp, block), bit for bit what
+// the plugins compute through sdk::{grid, scale, minifloat, round, rows}.
+//
+// Written in the C subset of CUDA C: the same file compiles with NVRTC as part of the CUDA
+// kernels (kernels/formats.cu, prepended by src/kernels.rs) and with the host C compiler for the
+// tests (kernels/formats_host.c, built by build.rs with -O2 -ffp-contract=off, no -ffast-math).
+// Rules that keep both builds equal to the plugins, value for value:
+// - IEEE single and double + - * / only, no contraction into FMA (--fmad=false on the device,
+//   -ffp-contract=off on the host), the plugins' operations in the plugins' order;
+// - exponents and powers of two by bit manipulation, never exp2f/log2f/powf; sqrt only in
+//   double (correctly rounded everywhere);
+// - reductions whose result depends on the order (sums of squares) in exactly sdk's order:
+//   16 float lanes per block of 1024 values, the lanes then the remainder summed in double,
+//   blocks summed in double in order. Maxima do not depend on the order.
+//
+// Every kernel is one `QF_KERNEL(name, (long n, ...), (i_, n, ...))` line in formats.cu: on the
+// device a kernel `name` running `name_at(i, ...)` for thread i < n, on the host a function
+// `name` looping i over 0..n. So the host test runs the kernels' own bodies.
+
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define QF_FN __device__ static inline
+#define QF_KERNEL(name, params, args)                                  \
+    extern "C" __global__ void name params {                           \
+        long i_ = (long)blockIdx.x * (long)blockDim.x + threadIdx.x;   \
+        if (i_ < n) name##_at args;                                    \
+    }
+QF_FN unsigned int qf_bits(float x) { return __float_as_uint(x); }
+QF_FN float qf_from_bits(unsigned int u) { return __uint_as_float(u); }
+#else
+#include <math.h>
+#include <string.h>
+#define QF_FN static inline
+#define QF_KERNEL(name, params, args)                 \
+    void name params {                                \
+        for (long i_ = 0; i_ < n; i_++) name##_at args; \
+    }
+QF_FN unsigned int qf_bits(float x) {
+    unsigned int u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+QF_FN float qf_from_bits(unsigned int u) {
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+#endif
+
+// ------------------------------------------------------------------ sdk::round, sdk::grid
+
+// sdk::round::rne_fast: (x + 1.5 * 2^23) - 1.5 * 2^23, exact for |x| <= 2^22.
+QF_FN float qf_rne_fast(float x) { return (x + 12582912.0f) - 12582912.0f; }
+
+// sdk::grid::clamp: compare and select (NaN passes through).
+QF_FN float qf_clamp(float x, float lo, float hi) {
+    x = x < lo ? lo : x;
+    return x > hi ? hi : x;
+}
+
+QF_FN int qf_isfinite(float x) { return (qf_bits(x) & 0x7f800000u) != 0x7f800000u; }
+QF_FN int qf_isnan(float x) { return (qf_bits(x) & 0x7fffffffu) > 0x7f800000u; }
+QF_FN float qf_abs(float x) { return qf_from_bits(qf_bits(x) & 0x7fffffffu); }
+
+// sdk::grid::scale_pair: (scale, 1 / scale) for a usable scale, (0, 0) otherwise.
+QF_FN void qf_scale_pair(float scale, float* s, float* inv) {
+    float r = 1.0f / scale;
+    if (scale > 0.0f && qf_isfinite(scale) && qf_isfinite(r)) {
+        *s = scale;
+        *inv = r;
+    } else {
+        *s = 0.0f;
+        *inv = 0.0f;
+    }
+}
+
+// One entry of sdk::grid::clip_mask (the mask arrives filled with 1): 0 where |x| > limit.
+QF_FN float qf_keep(float x, float limit) { return (x < -limit || x > limit) ? 0.0f : 1.0f; }
+
+// sdk::bits of 2^e, e in -149..=127 (block::pow2).
+QF_FN float qf_pow2(int e) {
+    return e >= -126 ? qf_from_bits((unsigned int)(e + 127) << 23) : qf_from_bits(1u << (e + 149));
+}
+
+// ------------------------------------------------------------------ sdk::scale
+
+// sdk::scale::absmax: the largest magnitude, NaN skipped, 0 for no values (order-free).
+QF_FN float qf_absmax(const float* x, long n) {
+    float m = 0.0f;
+    for (long i = 0; i < n; i++) {
+        float a = qf_abs(x[i]);
+        m = a > m ? a : m;
+    }
+    return m;
+}
+
+// One block (n <= 1024 values) of sdk::scale::sum_sq: 16 float lanes over the whole chunks of
+// 16, the lanes summed in double in lane order, plus the remainder's squares summed in double.
+QF_FN double qf_sumsq_block(const float* x, long n) {
+    float acc[16];
+    for (int k = 0; k < 16; k++) acc[k] = 0.0f;
+    long full = n / 16 * 16;
+    for (long i = 0; i < full; i += 16)
+        for (int k = 0; k < 16; k++) acc[k] += x[i + k] * x[i + k];
+    double s = 0.0;
+    for (int k = 0; k < 16; k++) s += (double)acc[k];
+    double r = 0.0;
+    for (long i = full; i < n; i++) r += (double)(x[i] * x[i]);
+    return s + r;
+}
+
+// sdk::scale::rms from the sum of squares of `n` values: sqrt(sum / n) in double, as float.
+QF_FN float qf_rms_from_sum(double sum, long n) { return n == 0 ? 0.0f : (float)sqrt(sum / (double)n); }
+
+// ------------------------------------------------------------------ groups (sdk::rows)
+
+// Groups of `glen` values within rows of `cols` (the last group of a row may be shorter),
+// `gpr` groups per row, numbered row by row.
+QF_FN long qf_group_of(long i, long cols, long glen, long gpr) {
+    long r = i / cols;
+    return r * gpr + (i - r * cols) / glen;
+}
+QF_FN void qf_group_span(long g, long cols, long glen, long gpr, long* start, long* len) {
+    long r = g / gpr, j = g - r * gpr;
+    long l = cols - j * glen;
+    *start = r * cols + j * glen;
+    *len = l < glen ? l : glen;
+}
+
+#define QF_SUM_BLOCK 1024L
+
+// Sums of squares of the 1024-blocks of each group: thread t is block t % bpg of group t / bpg
+// (bpg = blocks in a full group); blocks past a short group's end are 0 and never read.
+QF_FN void qf_sumsq_partial_at(long t, long n, const float* x, long cols, long glen, long gpr, long bpg,
+                               double* partial) {
+    long start, len;
+    qf_group_span(t / bpg, cols, glen, gpr, &start, &len);
+    long off = (t % bpg) * QF_SUM_BLOCK;
+    long m = len - off < QF_SUM_BLOCK ? len - off : QF_SUM_BLOCK;
+    partial[t] = off < len ? qf_sumsq_block(x + start + off, m) : 0.0;
+    (void)n;
+}
+
+#define QF_SCALE_RMS 0
+#define QF_SCALE_ABSMAX 1
+
+// The scale of group g: `k * rms` (sdk::scale::rms_scale; the group's block sums added in order)
+// or `absmax / k` (sdk::grid::MidTread::absmax_step with k = qmax).
+QF_FN void qf_group_scale_at(long g, long n, const float* x, long cols, long glen, long gpr, long bpg,
+                             const double* partial, int rule, float k, float* scale) {
+    long start, len;
+    qf_group_span(g, cols, glen, gpr, &start, &len);
+    if (rule == QF_SCALE_RMS) {
+        double total = 0.0;
+        long nb = (len + QF_SUM_BLOCK - 1) / QF_SUM_BLOCK;
+        for (long b = 0; b < nb; b++) total += partial[g * bpg + b];
+        scale[g] = k * qf_rms_from_sum(total, len);
+    } else {
+        scale[g] = qf_absmax(x + start, len) / k;
+    }
+    (void)n;
+}
+
+// ------------------------------------------------------------------ kind int (plugins/int)
+
+#define QF_INT_RMS 0
+#define QF_INT_ABSMAX 1
+
+// rule rms: sdk::grid::MidRise with outer level a = scale[g] and half = (2^bits - 1) / 2;
+// rule absmax: sdk::grid::MidTread with step = scale[g] and qmax = 2^(bits-1) - 1 (`param`).
+// Round to nearest even; the trust mask is 0 beyond the grid's clip limit.
+QF_FN void qf_int_apply_at(long i, long n, const float* x, float* y, float* mask, long cols, long glen, long gpr,
+                           const float* scale, int rule, float param) {
+    float v = x[i], sc = scale[qf_group_of(i, cols, glen, gpr)], s, inv, q, lim;
+    if (rule == QF_INT_RMS) {
+        qf_scale_pair(sc / param, &s, &inv);
+        q = (qf_rne_fast(qf_clamp(v * inv, -param, param) - 0.5f) + 0.5f) * s;
+        lim = sc + 0.5f * (sc / param);
+    } else {
+        qf_scale_pair(sc, &s, &inv);
+        q = qf_rne_fast(qf_clamp(v * inv, -param, param)) * s;
+        lim = (param + 0.5f) * sc;
+    }
+    y[i] = q;
+    if (mask) mask[i] = qf_keep(v, lim);
+    (void)n;
+}

@@ -1,0 +1,399 @@
+//! Native kernels of the built-in formats (`kernels/formats.cu` over `kernels/formats.cuh`):
+//! `compress` (output and straight-through mask) of kinds `int`, `fp`, `raw`, `mx` and `nvfp4`
+//! on a row-major matrix, bit for bit what the plugins compute.
+//!
+//! - [`native_supported`]: a kind and its parameters to the kernel parameters ([`Native`]), or
+//!   the reason the combination stays on the plugin path (stochastic rounding, the MSE-searched
+//!   scales, Hadamard rotation, NF4, ...);
+//! - [`plan`]: the launches that compress one matrix (kernels, order, arguments), shared by
+//!   both executors: [`host`] runs the kernels' bodies compiled for the CPU (build.rs), and
+//!   [`device`] runs them on the GPU;
+//! - [`cases`]: the parameter sets and tensors both checks use, and the comparison with the
+//!   plugins (`tests/formats.rs` on the host, `cuda-check formats` on a GPU).
+//!
+//! Constants the kernels take as arguments (the Gaussian-optimal RMS multipliers, the minifloat
+//! layouts) come from `sdk`, computed exactly as the plugins compute them.
+
+pub mod cases;
+pub mod device;
+pub mod host;
+
+use sdk::minifloat::{Minifloat, Variant};
+use sdk::params::{Table, Value};
+
+/// Kernel parameters of a built-in format the native kernels cover.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Native {
+    /// Kind `int`: symmetric INT-k, one scale per group of `group` values along a row (0 = the
+    /// row). `rms`: QuEST's mid-rise grid with outer level `k * rms` and `param` = half the
+    /// level count minus one half; else the mid-tread grid with step `absmax / k`, `k` =
+    /// `param` = `2^(bits-1) - 1`.
+    Int {
+        /// RMS rule (else absmax).
+        rms: bool,
+        /// Values per scale along a row (0 = the whole row).
+        group: usize,
+        /// `k_b` (RMS rule) or `qmax` (absmax rule).
+        k: f32,
+        /// `(2^bits - 1) / 2` (RMS rule) or `qmax` (absmax rule).
+        param: f32,
+    },
+    /// Kind `fp`: minifloat ExMy with scale `c * rms` per group.
+    Fp {
+        /// Values per scale along a row (0 = the whole row).
+        group: usize,
+        /// The Gaussian-MSE-optimal scale constant of the grid.
+        c: f32,
+        /// Largest finite value.
+        max: f32,
+        /// `2^emin`.
+        min_normal: f32,
+        /// Mantissa bits.
+        m: u32,
+        /// `max + top_step / 2` (the clip limit at scale 1).
+        clip: f32,
+    },
+    /// Kind `raw`: ml_dtypes' cast to a minifloat type and back, no scale.
+    Raw {
+        /// E8M0 (powers of two) instead of a sign-exponent-mantissa type.
+        e8m0: bool,
+        /// Overflow rule "saturate" (else "ml_dtypes").
+        saturate: bool,
+        /// Largest finite value.
+        max: f32,
+        /// Inputs are clamped to this before rounding.
+        limit: f32,
+        /// Result for values that round above `max`.
+        ovf: f32,
+        /// Result bits for a NaN input (before the input's sign).
+        nan_bits: u32,
+        /// `2^emin`.
+        min_normal: f32,
+        /// Mantissa bits.
+        m: u32,
+    },
+    /// Kind `mx`: OCP MX, blocks of `block` values with an E8M0 scale.
+    Mx {
+        /// Values per block along a row.
+        block: usize,
+        /// Exponent rule: 0 floor, 1 ceil, 2 nearest, 3 nosat.
+        rule: i32,
+        /// MXINT8 elements (else a minifloat).
+        int8: bool,
+        /// Exponent of the element type's top binade.
+        emax: i32,
+        /// Fraction bits of `max / 2^emax`.
+        max_frac: u32,
+        /// Largest element value.
+        max: f32,
+        /// Minifloat elements: `2^emin`, `emin`, mantissa bits.
+        min_normal: f32,
+        /// Minifloat elements: exponent of the smallest normal.
+        emin: i32,
+        /// Minifloat elements: mantissa bits.
+        m: u32,
+        /// Element magnitude beyond which a value is clipped (at scale 1).
+        clip: f32,
+    },
+    /// Kind `nvfp4`: E2M1 in blocks of `block` with E4M3 block scales and an FP32 tensor scale.
+    Nvfp4 {
+        /// Values per block along a row.
+        block: usize,
+    },
+}
+
+/// Reads the parameters of a kind: typed values with defaults; unknown keys are errors.
+struct Params<'a> {
+    kind: &'a str,
+    t: &'a Table,
+    known: Vec<&'static str>,
+}
+
+impl<'a> Params<'a> {
+    fn new(kind: &'a str, t: &'a Table) -> Self {
+        Params { kind, t, known: Vec::new() }
+    }
+
+    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.known.push(key);
+        self.t.get(key)
+    }
+
+    fn int(&mut self, key: &'static str, default: i64) -> Result<i64, String> {
+        let kind = self.kind;
+        match self.get(key) {
+            None => Ok(default),
+            Some(Value::Integer(v)) => Ok(*v),
+            Some(v) => Err(format!("{kind}: `{key}` must be an integer, got {v}")),
+        }
+    }
+
+    fn uint(&mut self, key: &'static str, default: u32, max: u32) -> Result<u32, String> {
+        let v = self.int(key, default as i64)?;
+        u32::try_from(v)
+            .ok()
+            .filter(|&v| v <= max)
+            .ok_or_else(|| format!("{}: `{key}` must be 0..={max}, got {v}", self.kind))
+    }
+
+    fn size(&mut self, key: &'static str, default: usize) -> Result<usize, String> {
+        let v = self.int(key, default as i64)?;
+        usize::try_from(v).map_err(|_| format!("{}: `{key}` must be at least 0, got {v}", self.kind))
+    }
+
+    fn string(&mut self, key: &'static str, default: &str) -> Result<String, String> {
+        let kind = self.kind;
+        match self.get(key) {
+            None => Ok(default.to_string()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(v) => Err(format!("{kind}: `{key}` must be a string, got {v}")),
+        }
+    }
+
+    fn flag(&mut self, key: &'static str) -> Result<bool, String> {
+        let kind = self.kind;
+        match self.get(key) {
+            None => Ok(false),
+            Some(Value::Boolean(b)) => Ok(*b),
+            Some(v) => Err(format!("{kind}: `{key}` must be true or false, got {v}")),
+        }
+    }
+
+    /// Refuses keys that were not read.
+    fn done(self) -> Result<(), String> {
+        match self.t.keys().find(|k| !self.known.contains(&k.as_str())) {
+            Some(k) => Err(format!("{}: unknown parameter `{k}`", self.kind)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `2^e` exactly, `e` in `-149..=127` (the kernels' `qf_pow2`).
+pub fn pow2(e: i32) -> f32 {
+    assert!((-149..=127).contains(&e), "pow2({e})");
+    if e >= -126 { f32::from_bits(((e + 127) as u32) << 23) } else { f32::from_bits(1u32 << (e + 149)) }
+}
+
+fn minifloat(e: i64, m: i64, variant: Variant) -> Result<Minifloat, String> {
+    let (e, m) = (u32::try_from(e).map_err(|_| "bad e".to_string())?, u32::try_from(m).map_err(|_| "bad m")?);
+    Minifloat::new(e, m, variant).map_err(|e| e.to_string())
+}
+
+fn not_native(kind: &str, what: &str) -> String {
+    format!("{kind}: {what} has no native kernel (it stays on the plugin path)")
+}
+
+/// The kernel parameters of format `kind` with `params` (a plugin's parameter table, e.g. a
+/// preset's), or why the native kernels do not cover it: a kind or an option they do not
+/// implement (the line says which), or parameters the plugin itself would refuse.
+pub fn native_supported(kind: &str, params: &Table) -> Result<Native, String> {
+    let mut p = Params::new(kind, params);
+    let native = match kind {
+        "int" => {
+            let bits = p.uint("bits", 4, 16)?;
+            let rule = p.string("rule", "rms")?;
+            let group = p.size("group", 0)?;
+            let (hadamard, stochastic) = (p.flag("hadamard")?, p.flag("stochastic")?);
+            p.uint("scale_bits", 16, 64)?;
+            if bits < 1 {
+                return Err("int: `bits` must be 1..=16, got 0".into());
+            }
+            if hadamard {
+                return Err(not_native(kind, "the Hadamard rotation (hadamard = true)"));
+            }
+            if stochastic {
+                return Err(not_native(kind, "stochastic rounding"));
+            }
+            match rule.as_str() {
+                "rms" => {
+                    let k = sdk::gauss::optimal_uniform(bits).0 as f32;
+                    Native::Int { rms: true, group, k, param: ((1u32 << bits) - 1) as f32 * 0.5 }
+                }
+                "absmax" if bits >= 2 => {
+                    let q = ((1u32 << (bits - 1)) - 1) as f32;
+                    Native::Int { rms: false, group, k: q, param: q }
+                }
+                "absmax" => return Err("int: rule \"absmax\" needs bits >= 2".into()),
+                "mse" => return Err(not_native(kind, "rule \"mse\" (a search over 100 steps per group)")),
+                other => return Err(format!("int: unknown rule \"{other}\"")),
+            }
+        }
+        other => return Err(format!("kind `{other}` has no native kernel (it stays on the plugin path)")),
+    };
+    p.done()?;
+    Ok(native)
+}
+
+/// [`native_supported`] for a parameter list written as the body of a TOML inline table
+/// (`bits = 4, rule = "absmax"`, as the plugins' presets write them).
+pub fn native_supported_str(kind: &str, params: &str) -> Result<Native, String> {
+    let t = sdk::plugin::parse_inline_table(params).map_err(|e| e.to_string())?;
+    native_supported(kind, &t)
+}
+
+/// A buffer of a [`Plan`]: element type and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Buf {
+    /// `float`.
+    F32(usize),
+    /// `double`.
+    F64(usize),
+    /// `int`.
+    I32(usize),
+}
+
+/// Buffer 0 of every plan: the input matrix.
+pub const INPUT: usize = 0;
+/// Buffer 1: the output.
+pub const OUTPUT: usize = 1;
+/// Buffer 2: the straight-through mask.
+pub const MASK: usize = 2;
+
+/// A kernel argument, in the kernel's parameter order.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Arg {
+    /// A buffer of the plan (a pointer).
+    Buf(usize),
+    /// `long`.
+    Long(i64),
+    /// `int`.
+    Int(i32),
+    /// `unsigned int`.
+    Uint(u32),
+    /// `float`.
+    Float(f32),
+    /// `double`.
+    Double(f64),
+}
+
+/// One kernel launch: `args[0]` is `Long(n)`, the number of threads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Launch {
+    /// Kernel name (in `kernels/formats.cu`).
+    pub kernel: &'static str,
+    /// Arguments in the kernel's order.
+    pub args: Vec<Arg>,
+}
+
+impl Launch {
+    /// Number of threads.
+    pub fn threads(&self) -> usize {
+        match self.args.first() {
+            Some(Arg::Long(n)) => *n as usize,
+            _ => panic!("launch of {}: the first argument must be the thread count", self.kernel),
+        }
+    }
+}
+
+/// The launches that compress one `rows x cols` matrix: buffers (0 input, 1 output, 2 mask,
+/// then scratch) and kernels in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Buffers.
+    pub bufs: Vec<Buf>,
+    /// Launches, run in order.
+    pub launches: Vec<Launch>,
+}
+
+/// Effective group length (`sdk::rows::group_len`): `group`, or `cols` when 0 or larger.
+fn group_len(cols: usize, group: usize) -> usize {
+    if group == 0 || group > cols { cols } else { group }
+}
+
+/// Values per partial sum of squares (sdk's 1024-value blocks).
+const SUM_BLOCK: usize = 1024;
+
+/// `qf_sumsq_partial` + `qf_group_scale`: one scale per group (`k * rms`, or `absmax / k`).
+fn group_scales(p: &mut Plan, rows: usize, cols: usize, glen: usize, rms: bool, k: f32) -> (usize, i64, i64) {
+    let gpr = cols.div_ceil(glen);
+    let groups = rows * gpr;
+    let bpg = if rms { glen.div_ceil(SUM_BLOCK) } else { 1 };
+    let partial = p.bufs.len();
+    p.bufs.push(Buf::F64(groups * bpg));
+    let (c, gl, gp, bp) = (cols as i64, glen as i64, gpr as i64, bpg as i64);
+    if rms {
+        p.launches.push(Launch {
+            kernel: "qf_sumsq_partial",
+            args: vec![
+                Arg::Long((groups * bpg) as i64),
+                Arg::Buf(INPUT),
+                Arg::Long(c),
+                Arg::Long(gl),
+                Arg::Long(gp),
+                Arg::Long(bp),
+                Arg::Buf(partial),
+            ],
+        });
+    }
+    let scale = p.bufs.len();
+    p.bufs.push(Buf::F32(groups));
+    p.launches.push(Launch {
+        kernel: "qf_group_scale",
+        args: vec![
+            Arg::Long(groups as i64),
+            Arg::Buf(INPUT),
+            Arg::Long(c),
+            Arg::Long(gl),
+            Arg::Long(gp),
+            Arg::Long(bp),
+            Arg::Buf(partial),
+            Arg::Int(if rms { 0 } else { 1 }),
+            Arg::Float(k),
+            Arg::Buf(scale),
+        ],
+    });
+    (scale, gl, gp)
+}
+
+/// The launches of format `f` on a `rows x cols` matrix.
+pub fn plan(f: &Native, rows: usize, cols: usize) -> Plan {
+    let n = rows * cols;
+    let mut p = Plan { bufs: vec![Buf::F32(n), Buf::F32(n), Buf::F32(n)], launches: Vec::new() };
+    if n == 0 {
+        return p;
+    }
+    let head = [Arg::Long(n as i64), Arg::Buf(INPUT), Arg::Buf(OUTPUT), Arg::Buf(MASK), Arg::Long(cols as i64)];
+    match *f {
+        Native::Int { rms, group, k, param } => {
+            let (scale, gl, gp) = group_scales(&mut p, rows, cols, group_len(cols, group), rms, k);
+            let mut args = head.to_vec();
+            args.extend([
+                Arg::Long(gl),
+                Arg::Long(gp),
+                Arg::Buf(scale),
+                Arg::Int(if rms { 0 } else { 1 }),
+                Arg::Float(param),
+            ]);
+            p.launches.push(Launch { kernel: "qf_int_apply", args });
+        }
+        _ => unreachable!("not planned yet"),
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pow2_is_exact() {
+        for e in -149..=127 {
+            assert_eq!(pow2(e) as f64, 2f64.powi(e), "2^{e}");
+        }
+    }
+
+    #[test]
+    fn plans_cover_every_value_once() {
+        let f = native_supported_str("int", "bits = 4, group = 32").unwrap();
+        let p = plan(&f, 3, 100);
+        // 4 groups per row (32, 32, 32, 4), one 1024-block each.
+        let names: Vec<_> = p.launches.iter().map(|l| (l.kernel, l.threads())).collect();
+        assert_eq!(names, [("qf_sumsq_partial", 12), ("qf_group_scale", 12), ("qf_int_apply", 300)]);
+        assert_eq!(p.bufs[3..], [Buf::F64(12), Buf::F32(12)]);
+        // A whole row of 2500: three 1024-blocks per row.
+        let f = native_supported_str("int", "bits = 3").unwrap();
+        let p = plan(&f, 2, 2500);
+        assert_eq!(p.launches[0].threads(), 6);
+        assert!(plan(&f, 0, 7).launches.is_empty());
+    }
+}

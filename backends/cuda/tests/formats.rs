@@ -1,0 +1,116 @@
+//! The native format kernels (`kernels/formats.cu` over `kernels/formats.cuh`), built for the
+//! host by build.rs and driven by the same launch plans as on the GPU, against the plugins bit
+//! for bit: every preset of kinds int, fp, raw, mx and nvfp4 that the kernels cover, plus
+//! `formats::cases::EXTRA`, on Gaussian tensors, outliers, zeros and all-zero rows, subnormals,
+//! the whole float range, rounding midpoints, infinities and NaN. Outputs and masks must be
+//! identical (NaN equal to NaN). `cuda-check formats` runs the same comparison on a GPU.
+//!
+//! The plugins are this package's dev-dependencies: cargo builds their libraries next to this
+//! test's executable (`target/<profile>/deps`), and they are loaded from there through
+//! `sdk::abi`, as `host` loads them.
+
+use std::path::PathBuf;
+
+use backend_cuda::formats::cases::{self, Plugins};
+use backend_cuda::formats::{Native, host, native_supported_str, plan};
+
+fn plugins() -> Plugins {
+    let exe = std::env::current_exe().expect("the test's path");
+    let dir: PathBuf = exe.parent().expect("the test's folder").to_path_buf();
+    Plugins::load(&dir).unwrap_or_else(|e| panic!("{e} (cargo builds the plugins as dev-dependencies of backend-cuda)"))
+}
+
+/// Labels of the presets the kernels must cover.
+const NATIVE_PRESETS: &[&str] =
+    &["int1", "int2", "int3", "int4", "int5", "int6", "int7", "int8", "int4-absmax-g32", "int4-absmax-g128"];
+
+#[test]
+fn host_build_matches_the_plugins_bit_for_bit() {
+    let plugins = plugins();
+    let report = cases::check(&plugins, &mut |p, x| Ok(host::run(p, x))).unwrap();
+    let text = report.text();
+    println!("{text}");
+    assert_eq!(report.failed(), 0, "the host build of the format kernels differs from the plugins:\n{text}");
+    let covered: Vec<&str> = report.cases.iter().map(|c| c.label.as_str()).collect();
+    for p in NATIVE_PRESETS {
+        assert!(covered.contains(p), "preset {p} is not covered natively:\n{text}");
+    }
+    assert_eq!(covered.len(), NATIVE_PRESETS.len() + cases::EXTRA.len(), "{text}");
+    let (tensors, values) = report.totals();
+    let per_case: usize = cases::tensors().iter().map(|t| t.data.len()).sum();
+    assert_eq!(values, covered.len() * per_case);
+    assert_eq!(tensors, covered.len() * cases::tensors().len());
+    println!("compared {tensors} tensors, {values} values (and as many mask entries)");
+}
+
+#[test]
+fn a_difference_is_found_and_located() {
+    // The comparison itself: one output bit flipped, one mask entry changed.
+    let plugins = plugins();
+    let mut calls = 0;
+    let report = cases::check(&plugins, &mut |p, x| {
+        calls += 1;
+        let (mut y, mut m) = host::run(p, x);
+        if calls == 1 {
+            y[5] = f32::from_bits(y[5].to_bits() ^ 1);
+            m[9] = 1.0 - m[9];
+        }
+        Ok((y, m))
+    })
+    .unwrap();
+    assert_eq!(report.failed(), 1);
+    let c = &report.cases[0];
+    assert_eq!((c.differ, c.mask_differ), (1, 1));
+    assert!(c.max_abs_diff > 0.0 && c.max_abs_diff < 1e-5, "{}", c.max_abs_diff);
+    let first = c.first.as_deref().unwrap();
+    assert!(first.starts_with("gaussian 8x256 [0, 5]: input "), "{first}");
+    assert!(report.text().contains("FAIL"));
+}
+
+#[test]
+fn the_kernel_parameters_are_the_plugins_constants() {
+    // INT4 RMS: QuEST's k_4 and half of 15 levels; INT4 absmax: qmax 7.
+    match native_supported_str("int", "bits = 4").unwrap() {
+        Native::Int { rms: true, group: 0, k, param } => {
+            assert!((k - 2.513_9).abs() < 1e-3, "k_4 = {k}");
+            assert_eq!(param, 7.5);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        native_supported_str("int", "bits = 4, rule = \"absmax\", group = 32").unwrap(),
+        Native::Int { rms: false, group: 32, k: 7.0, param: 7.0 }
+    );
+    // The plan of a whole-row INT8 over rows of 2500: three sdk summation blocks per row.
+    let p = plan(&native_supported_str("int", "bits = 8").unwrap(), 2, 2500);
+    assert_eq!(p.launches.iter().map(|l| l.threads()).collect::<Vec<_>>(), [6, 2, 5000]);
+}
+
+#[test]
+fn what_stays_on_the_plugin_path_is_said_in_one_line() {
+    let cases = [
+        ("int", "bits = 4, rule = \"mse\"", "int: rule \"mse\""),
+        ("int", "bits = 4, hadamard = true", "int: the Hadamard rotation"),
+        ("int", "bits = 4, stochastic = true", "int: stochastic rounding"),
+        ("nf4", "", "kind `nf4` has no native kernel"),
+        ("vq", "", "kind `vq` has no native kernel"),
+    ];
+    for (kind, params, want) in cases {
+        let e = native_supported_str(kind, params).unwrap_err();
+        assert!(e.starts_with(want) && e.ends_with("(it stays on the plugin path)"), "{kind} {params}: {e}");
+        assert!(!e.contains('\n'));
+    }
+    // Parameters the plugin refuses are refused too, naming the parameter.
+    for (kind, params, want) in [
+        ("int", "bits = 17", "`bits`"),
+        ("int", "bits = 0", "`bits`"),
+        ("int", "bits = 1, rule = \"absmax\"", "bits >= 2"),
+        ("int", "rule = \"up\"", "unknown rule"),
+        ("int", "bitz = 4", "unknown parameter `bitz`"),
+        ("int", "group = -1", "`group`"),
+        ("int", "scale_bits = 65", "`scale_bits`"),
+    ] {
+        let e = native_supported_str(kind, params).unwrap_err();
+        assert!(e.contains(want), "{kind} {params}: {e}");
+    }
+}
