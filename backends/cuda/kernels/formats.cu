@@ -18,3 +18,15 @@ QF_KERNEL(qf_int_apply,
           (long n, const float* x, float* y, float* mask, long cols, long glen, long gpr, const float* scale,
            int rule, float param),
           (i_, n, x, y, mask, cols, glen, gpr, scale, rule, param))
+
+// kind fp (scales from qf_group_scale with rule rms, k = c): one thread per value.
+QF_KERNEL(qf_fp_apply,
+          (long n, const float* x, float* y, float* mask, long cols, long glen, long gpr, const float* scale,
+           float max, float min_normal, unsigned int m, float clip),
+          (i_, n, x, y, mask, cols, glen, gpr, scale, max, min_normal, m, clip))
+
+// kind raw: one thread per value.
+QF_KERNEL(qf_raw_apply,
+          (long n, const float* x, float* y, float* mask, int e8m0, int saturate, float max, float limit, float ovf,
+           unsigned int nan_bits, float min_normal, unsigned int m),
+          (i_, n, x, y, mask, e8m0, saturate, max, limit, ovf, nan_bits, min_normal, m))

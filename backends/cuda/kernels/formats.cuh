@@ -184,3 +184,71 @@ QF_FN void qf_int_apply_at(long i, long n, const float* x, float* y, float* mask
     if (mask) mask[i] = qf_keep(v, lim);
     (void)n;
 }
+
+// ------------------------------------------------------------------ kind fp (plugins/fp)
+
+// sdk::minifloat::Minifloat::quantizer(scale) applied to x: clamp x / scale to +-max, read the
+// spacing 2^(max(floor(log2 |v|), emin) - m) from the exponent bits, round to nearest even.
+QF_FN float qf_minifloat_q(float x, float scale, float max, float min_normal, unsigned int m) {
+    float s, inv_s;
+    qf_scale_pair(scale, &s, &inv_s);
+    float v = qf_clamp(x * inv_s, -max, max);
+    float p = qf_from_bits(qf_bits(v) & 0x7f800000u);
+    p = p < min_normal ? min_normal : p;
+    float inv = qf_from_bits(((254u + m) << 23) - qf_bits(p));
+    float step = qf_from_bits(qf_bits(p) - (m << 23));
+    return qf_rne_fast(v * inv) * (step * s);
+}
+
+// Minifloat ExMy at scale[g] = c * rms of the group; mask 0 beyond scale * clip, where
+// clip = max + top_step / 2 (Minifloat::clip_limit).
+QF_FN void qf_fp_apply_at(long i, long n, const float* x, float* y, float* mask, long cols, long glen, long gpr,
+                          const float* scale, float max, float min_normal, unsigned int m, float clip) {
+    float v = x[i], sc = scale[qf_group_of(i, cols, glen, gpr)];
+    y[i] = qf_minifloat_q(v, sc, max, min_normal, m);
+    if (mask) mask[i] = qf_keep(v, sc * clip);
+    (void)n;
+}
+
+// ------------------------------------------------------------------ kind raw (plugins/fp/src/raw.rs)
+
+// ml_dtypes' cast to a sign-exponent-mantissa type and back (RawCast::cast_minifloat).
+QF_FN float qf_raw_minifloat(float x, float max, float limit, float ovf, unsigned int nan_bits, float min_normal,
+                             unsigned int m) {
+    unsigned int bits = qf_bits(x), sign = bits & 0x80000000u;
+    float a = qf_from_bits(bits & 0x7fffffffu);
+    float v = a < limit ? a : limit;  // f32::min: NaN gives `limit`
+    float p = qf_from_bits(qf_bits(v) & 0x7f800000u);
+    p = p < min_normal ? min_normal : p;
+    float inv = qf_from_bits(((254u + m) << 23) - qf_bits(p));
+    float step = qf_from_bits(qf_bits(p) - (m << 23));
+    float r = qf_rne_fast(v * inv) * step;
+    r = r > max ? ovf : r;
+    unsigned int rb = qf_isnan(a) ? nan_bits : qf_bits(r);
+    return qf_from_bits(rb ^ sign);
+}
+
+// ml_dtypes' cast to E8M0 (RawCast::cast_e8m0): powers of two, ties up; `saturate` keeps the
+// sign beside the code, maps 0 to 2^-127 and overflow to 2^127, else NaN as ml_dtypes.
+QF_FN float qf_raw_e8m0(float x, int saturate) {
+    unsigned int bits = qf_bits(x), sign = bits & 0x80000000u, a = bits & 0x7fffffffu;
+    unsigned int normal = (a + 0x00400000u) & 0x7f800000u;
+    unsigned int sub = a < 0x00600000u ? 0x00400000u : 0x00800000u;
+    unsigned int r = a < 0x00800000u ? sub : normal;
+    if (!saturate) {
+        int bad = sign != 0u || a == 0u || a >= 0x7f800000u || r >= 0x7f800000u;
+        return bad ? qf_from_bits(0x7fc00000u) : qf_from_bits(r);
+    }
+    r = r >= 0x7f800000u ? 0x7f000000u : r;
+    r = a > 0x7f800000u ? 0x7fc00000u : r;
+    return qf_from_bits(r | sign);
+}
+
+// A raw cast writes no mask: the mask stays open (1).
+QF_FN void qf_raw_apply_at(long i, long n, const float* x, float* y, float* mask, int e8m0, int saturate, float max,
+                           float limit, float ovf, unsigned int nan_bits, float min_normal, unsigned int m) {
+    float v = x[i];
+    y[i] = e8m0 ? qf_raw_e8m0(v, saturate) : qf_raw_minifloat(v, max, limit, ovf, nan_bits, min_normal, m);
+    if (mask) mask[i] = 1.0f;
+    (void)n;
+}

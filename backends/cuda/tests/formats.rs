@@ -21,8 +21,29 @@ fn plugins() -> Plugins {
 }
 
 /// Labels of the presets the kernels must cover.
-const NATIVE_PRESETS: &[&str] =
-    &["int1", "int2", "int3", "int4", "int5", "int6", "int7", "int8", "int4-absmax-g32", "int4-absmax-g128"];
+const NATIVE_PRESETS: &[&str] = &[
+    "int1",
+    "int2",
+    "int3",
+    "int4",
+    "int5",
+    "int6",
+    "int7",
+    "int8",
+    "int4-absmax-g32",
+    "int4-absmax-g128",
+    "e2m1",
+    "e3m2",
+    "e2m3",
+    "e4m3",
+    "e5m2",
+    "e2m1-raw",
+    "e2m3-raw",
+    "e3m2-raw",
+    "e4m3-raw",
+    "e5m2-raw",
+    "e8m0-raw",
+];
 
 #[test]
 fn host_build_matches_the_plugins_bit_for_bit() {
@@ -81,6 +102,23 @@ fn the_kernel_parameters_are_the_plugins_constants() {
         native_supported_str("int", "bits = 4, rule = \"absmax\", group = 32").unwrap(),
         Native::Int { rms: false, group: 32, k: 7.0, param: 7.0 }
     );
+    // FP4 E2M1: max 6, smallest normal 1, one mantissa bit, clip limit 6 + 2 / 2; its
+    // Gaussian-optimal scale constant puts the top level near 2.9 standard deviations.
+    match native_supported_str("fp", "e = 2, m = 1").unwrap() {
+        Native::Fp { group: 0, c, max: 6.0, min_normal: 1.0, m: 1, clip: 7.0 } => {
+            assert!((2.5..3.3).contains(&(c * 6.0)), "c = {c}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Raw E5M2 with ml_dtypes overflow: infinity beyond the range; E4M3: NaN.
+    match native_supported_str("raw", "dtype = \"e5m2\", overflow = \"ml_dtypes\"").unwrap() {
+        Native::Raw { e8m0: false, saturate: false, max: 57344.0, ovf, m: 2, .. } => assert_eq!(ovf, f32::INFINITY),
+        other => panic!("{other:?}"),
+    }
+    match native_supported_str("raw", "overflow = \"ml_dtypes\"").unwrap() {
+        Native::Raw { max: 448.0, ovf, .. } => assert!(ovf.is_nan()),
+        other => panic!("{other:?}"),
+    }
     // The plan of a whole-row INT8 over rows of 2500: three sdk summation blocks per row.
     let p = plan(&native_supported_str("int", "bits = 8").unwrap(), 2, 2500);
     assert_eq!(p.launches.iter().map(|l| l.threads()).collect::<Vec<_>>(), [6, 2, 5000]);
@@ -92,6 +130,7 @@ fn what_stays_on_the_plugin_path_is_said_in_one_line() {
         ("int", "bits = 4, rule = \"mse\"", "int: rule \"mse\""),
         ("int", "bits = 4, hadamard = true", "int: the Hadamard rotation"),
         ("int", "bits = 4, stochastic = true", "int: stochastic rounding"),
+        ("fp", "e = 2, m = 1, stochastic = true", "fp: stochastic rounding"),
         ("nf4", "", "kind `nf4` has no native kernel"),
         ("vq", "", "kind `vq` has no native kernel"),
     ];
@@ -109,6 +148,12 @@ fn what_stays_on_the_plugin_path_is_said_in_one_line() {
         ("int", "bitz = 4", "unknown parameter `bitz`"),
         ("int", "group = -1", "`group`"),
         ("int", "scale_bits = 65", "`scale_bits`"),
+        ("fp", "e = 8", "exponent bits"),
+        ("fp", "e = 1, m = 2, variant = \"ieee\"", "no normal numbers"),
+        ("fp", "variant = \"odd\"", "unknown variant"),
+        ("fp", "e = 2, m = 1, group = 32, bits = 4", "unknown parameter `bits`"),
+        ("raw", "dtype = \"e3m4\"", "`dtype`"),
+        ("raw", "overflow = \"wrap\"", "`overflow`"),
     ] {
         let e = native_supported_str(kind, params).unwrap_err();
         assert!(e.contains(want), "{kind} {params}: {e}");

@@ -218,6 +218,73 @@ pub fn native_supported(kind: &str, params: &Table) -> Result<Native, String> {
                 other => return Err(format!("int: unknown rule \"{other}\"")),
             }
         }
+        "fp" => {
+            let (e, m) = (p.int("e", 2)?, p.int("m", 1)?);
+            let variant = match p.string("variant", "auto")?.as_str() {
+                "auto" => match (e, m) {
+                    (4, 3) => Variant::NanOnly,
+                    (5, 2) => Variant::Ieee,
+                    _ => Variant::Finite,
+                },
+                "finite" => Variant::Finite,
+                "nan" => Variant::NanOnly,
+                "ieee" => Variant::Ieee,
+                other => return Err(format!("fp: unknown variant \"{other}\"")),
+            };
+            let f = minifloat(e, m, variant)?;
+            let group = p.size("group", 0)?;
+            p.uint("scale_bits", 16, 64)?;
+            if p.flag("stochastic")? {
+                return Err(not_native(kind, "stochastic rounding"));
+            }
+            // The plugin's constant: sdk's Gaussian-MSE-optimal scale of the signed values.
+            let levels: Vec<f64> = f.signed_values().iter().map(|&v| v as f64).collect();
+            let c = sdk::gauss::optimal_scale(&levels).0 as f32;
+            Native::Fp {
+                group,
+                c,
+                max: f.max(),
+                min_normal: pow2(f.emin()),
+                m: f.mantissa_bits(),
+                clip: f.clip_limit(1.0),
+            }
+        }
+        "raw" => {
+            let dtype = p.string("dtype", "e4m3")?;
+            // (mantissa bits, exponent of the smallest normal, largest value) of ml_dtypes' types.
+            let (m, emin, max) = match dtype.as_str() {
+                "e2m1" => (1, 0, 6.0),
+                "e2m3" => (3, 0, 7.5),
+                "e3m2" => (2, -2, 28.0),
+                "e4m3" => (3, -6, 448.0),
+                "e5m2" => (2, -14, 57344.0),
+                "e8m0" => (0, -127, f32::from_bits(0x7F00_0000)),
+                other => return Err(format!("raw: unknown type \"{other}\" in `dtype`")),
+            };
+            let saturate = match p.string("overflow", "saturate")?.as_str() {
+                "saturate" => true,
+                "ml_dtypes" => false,
+                other => return Err(format!("raw: unknown overflow rule \"{other}\" in `overflow`")),
+            };
+            let (small, e8m0) = (["e2m1", "e2m3", "e3m2"].contains(&dtype.as_str()), dtype == "e8m0");
+            Native::Raw {
+                e8m0,
+                saturate,
+                max,
+                limit: if e8m0 { f32::MAX } else { 4.0 * max },
+                ovf: if saturate || small {
+                    max
+                } else if dtype == "e5m2" {
+                    f32::INFINITY
+                } else {
+                    f32::NAN
+                },
+                // ml_dtypes' "NaN" of a type without NaN is the code of -0.
+                nan_bits: if small { 0x8000_0000 } else { f32::NAN.to_bits() },
+                min_normal: pow2(emin),
+                m,
+            }
+        }
         other => return Err(format!("kind `{other}` has no native kernel (it stays on the plugin path)")),
     };
     p.done()?;
@@ -365,6 +432,34 @@ pub fn plan(f: &Native, rows: usize, cols: usize) -> Plan {
                 Arg::Float(param),
             ]);
             p.launches.push(Launch { kernel: "qf_int_apply", args });
+        }
+        Native::Fp { group, c, max, min_normal, m, clip } => {
+            let (scale, gl, gp) = group_scales(&mut p, rows, cols, group_len(cols, group), true, c);
+            let mut args = head.to_vec();
+            args.extend([
+                Arg::Long(gl),
+                Arg::Long(gp),
+                Arg::Buf(scale),
+                Arg::Float(max),
+                Arg::Float(min_normal),
+                Arg::Uint(m),
+                Arg::Float(clip),
+            ]);
+            p.launches.push(Launch { kernel: "qf_fp_apply", args });
+        }
+        Native::Raw { e8m0, saturate, max, limit, ovf, nan_bits, min_normal, m } => {
+            let mut args = head[..4].to_vec();
+            args.extend([
+                Arg::Int(e8m0 as i32),
+                Arg::Int(saturate as i32),
+                Arg::Float(max),
+                Arg::Float(limit),
+                Arg::Float(ovf),
+                Arg::Uint(nan_bits),
+                Arg::Float(min_normal),
+                Arg::Uint(m),
+            ]);
+            p.launches.push(Launch { kernel: "qf_raw_apply", args });
         }
         _ => unreachable!("not planned yet"),
     }
