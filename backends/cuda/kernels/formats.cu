@@ -30,3 +30,13 @@ QF_KERNEL(qf_raw_apply,
           (long n, const float* x, float* y, float* mask, int e8m0, int saturate, float max, float limit, float ovf,
            unsigned int nan_bits, float min_normal, unsigned int m),
           (i_, n, x, y, mask, e8m0, saturate, max, limit, ovf, nan_bits, min_normal, m))
+
+// kind mx: one thread per block for the shared exponents, then one per value.
+QF_KERNEL(qf_mx_exponent,
+          (long n, const float* x, long cols, long glen, long gpr, int rule, int int8, float max, float min_normal,
+           int emin, int emax, unsigned int m, unsigned int max_frac, int* exps),
+          (i_, n, x, cols, glen, gpr, rule, int8, max, min_normal, emin, emax, m, max_frac, exps))
+QF_KERNEL(qf_mx_apply,
+          (long n, const float* x, float* y, float* mask, long cols, long glen, long gpr, const int* exps, int int8,
+           float max, float min_normal, int emin, int emax, unsigned int m, float clip),
+          (i_, n, x, y, mask, cols, glen, gpr, exps, int8, max, min_normal, emin, emax, m, clip))

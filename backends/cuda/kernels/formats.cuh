@@ -252,3 +252,130 @@ QF_FN void qf_raw_apply_at(long i, long n, const float* x, float* y, float* mask
     if (mask) mask[i] = 1.0f;
     (void)n;
 }
+
+// ------------------------------------------------------------------ kind mx (plugins/block/src/mx.rs)
+
+// block::MagicRound: round to nearest even onto a minifloat grid scaled so that its top is `hi`
+// and its subnormals share the spacing of the binade at `lo_p`, by adding and subtracting a
+// magic constant built from the exponent bits of the value.
+QF_FN float qf_magic_round(float x, float hi, float lo_p, unsigned int magic) {
+    float v = qf_clamp(x, -hi, hi);
+    float p = qf_from_bits(qf_bits(v) & 0x7f800000u);
+    p = p < lo_p ? lo_p : p;
+    float c = qf_from_bits(qf_bits(p) + magic);
+    return (v + c) - c;
+}
+
+#define QF_MX_FLOOR 0
+#define QF_MX_CEIL 1
+#define QF_MX_NEAREST 2
+#define QF_MX_NOSAT 3
+#define QF_MX_MSE 4
+// The exponent of an all-zero block (its values are zeros, its mask stays open).
+#define QF_MX_ZERO 1000
+// Fraction bits of f32(sqrt 2): log2 a rounds up above them (mx::SQRT2_FRAC).
+#define QF_SQRT2_FRAC 0x3504f3u
+
+// One element at block scale 2^e (mx::quantize_block): MXINT8 k / 64 with |k| <= 127, or a
+// minifloat (max, 2^emin, emin, emax, m bits), through MagicRound where the scaled grid stays in
+// float's normal range, else x / 2^e rounded on the unscaled grid and multiplied back.
+QF_FN float qf_mx_elem(float x, int e, int int8, float max, float min_normal, int emin, int emax, unsigned int m) {
+    if (int8) {
+        if (e >= -120 && e <= 127) return qf_rne_fast(qf_clamp(x * qf_pow2(6 - e), -127.0f, 127.0f)) * qf_pow2(e - 6);
+        return qf_rne_fast(qf_clamp((x * qf_pow2(-e)) * 64.0f, -127.0f, 127.0f)) * 0.015625f * qf_pow2(e);
+    }
+    int lo = emin + e, hi = emax + e;
+    if (lo < -126 || hi + 25 - (int)m > 127 || m > 23u)
+        return qf_minifloat_q(x * qf_pow2(-e), 1.0f, max, min_normal, m) * qf_pow2(e);
+    return qf_magic_round(x, max * qf_pow2(e), qf_pow2(lo), ((23u - m) << 23) | 0x400000u);
+}
+
+// sdk::grid::sq_error of a block at scale 2^e: per 1024 values, 16 float lanes of squared
+// differences, the lanes summed in double, then the remainder added one by one in double.
+QF_FN double qf_mx_error(const float* x, long len, int e, int int8, float max, float min_normal, int emin, int emax,
+                         unsigned int m) {
+    double total = 0.0;
+    for (long b0 = 0; b0 < len; b0 += QF_SUM_BLOCK) {
+        const float* c = x + b0;
+        long bl = len - b0 < QF_SUM_BLOCK ? len - b0 : QF_SUM_BLOCK, full = bl / 16 * 16;
+        float acc[16];
+        for (int k = 0; k < 16; k++) acc[k] = 0.0f;
+        for (long i = 0; i < full; i += 16)
+            for (int k = 0; k < 16; k++) {
+                float d = c[i + k] - qf_mx_elem(c[i + k], e, int8, max, min_normal, emin, emax, m);
+                acc[k] += d * d;
+            }
+        double s = 0.0;
+        for (int k = 0; k < 16; k++) s += (double)acc[k];
+        for (long i = full; i < bl; i++) {
+            float d = c[i] - qf_mx_elem(c[i], e, int8, max, min_normal, emin, emax, m);
+            s += (double)(d * d);
+        }
+        total += s;
+    }
+    return total;
+}
+
+// The shared exponent of block g (Mx::exponent): from the bits of the block's absmax by the
+// rule, clamped to E8M0's -127..=127; rule mse keeps the best of e, e + 1, e - 1 by squared
+// error (the first on ties). QF_MX_ZERO for an all-zero block.
+QF_FN void qf_mx_exponent_at(long g, long n, const float* x, long cols, long glen, long gpr, int rule, int int8,
+                             float max, float min_normal, int emin, int emax, unsigned int m, unsigned int max_frac,
+                             int* exps) {
+    long start, len;
+    qf_group_span(g, cols, glen, gpr, &start, &len);
+    float a = qf_absmax(x + start, len);
+    if (a <= 0.0f) {
+        exps[g] = QF_MX_ZERO;
+        return;
+    }
+    int off = 0;
+    if (a < qf_from_bits(0x00800000u)) {
+        a = a * qf_pow2(64);
+        off = -64;
+    }
+    unsigned int b = qf_bits(a), frac = b & 0x7fffffu;
+    int k = (int)((b >> 23) & 0xffu) - 127 + off, e;
+    if (rule == QF_MX_CEIL)
+        e = k + (frac != 0u) - emax;
+    else if (rule == QF_MX_NEAREST)
+        e = k + (frac > QF_SQRT2_FRAC) - emax;
+    else if (rule == QF_MX_NOSAT)
+        e = k - emax + (frac > max_frac);
+    else
+        e = k - emax;
+    e = e < -127 ? -127 : (e > 127 ? 127 : e);
+    if (rule == QF_MX_MSE) {
+        double best = qf_mx_error(x + start, len, e, int8, max, min_normal, emin, emax, m);
+        int be = e;
+        for (int j = 0; j < 2; j++) {
+            int c = j == 0 ? e + 1 : e - 1;
+            if (c >= -127 && c <= 127) {
+                double ec = qf_mx_error(x + start, len, c, int8, max, min_normal, emin, emax, m);
+                if (ec < best) {
+                    best = ec;
+                    be = c;
+                }
+            }
+        }
+        e = be;
+    }
+    exps[g] = e;
+    (void)n;
+}
+
+// Elements at their block's scale; mask 0 beyond clip * 2^e (clip: the element clip limit).
+QF_FN void qf_mx_apply_at(long i, long n, const float* x, float* y, float* mask, long cols, long glen, long gpr,
+                          const int* exps, int int8, float max, float min_normal, int emin, int emax, unsigned int m,
+                          float clip) {
+    float v = x[i];
+    int e = exps[qf_group_of(i, cols, glen, gpr)];
+    if (e == QF_MX_ZERO) {
+        y[i] = 0.0f;
+        if (mask) mask[i] = 1.0f;
+        return;
+    }
+    y[i] = qf_mx_elem(v, e, int8, max, min_normal, emin, emax, m);
+    if (mask) mask[i] = qf_keep(v, clip * qf_pow2(e));
+    (void)n;
+}

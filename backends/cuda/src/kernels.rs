@@ -39,7 +39,15 @@ pub const MODULES: &[(&str, &str, &[&str])] = &[
     (
         "formats",
         concat!(include_str!("../kernels/formats.cuh"), "\n", include_str!("../kernels/formats.cu")),
-        &["qf_sumsq_partial", "qf_group_scale", "qf_int_apply", "qf_fp_apply", "qf_raw_apply"],
+        &[
+            "qf_sumsq_partial",
+            "qf_group_scale",
+            "qf_int_apply",
+            "qf_fp_apply",
+            "qf_raw_apply",
+            "qf_mx_exponent",
+            "qf_mx_apply",
+        ],
     ),
 ];
 

@@ -43,6 +43,12 @@ const NATIVE_PRESETS: &[&str] = &[
     "e4m3-raw",
     "e5m2-raw",
     "e8m0-raw",
+    "mxfp4",
+    "mxfp6-e2m3",
+    "mxfp6-e3m2",
+    "mxfp8-e4m3",
+    "mxfp8-e5m2",
+    "mxint8",
 ];
 
 #[test]
@@ -119,6 +125,28 @@ fn the_kernel_parameters_are_the_plugins_constants() {
         Native::Raw { max: 448.0, ovf, .. } => assert!(ovf.is_nan()),
         other => panic!("{other:?}"),
     }
+    // MXFP4: E2M1 elements (top binade 2, max 6 = 1.5 * 2^2), blocks of 32; MXINT8: k / 64.
+    assert_eq!(
+        native_supported_str("mx", "elem = \"e2m1\"").unwrap(),
+        Native::Mx {
+            block: 32,
+            rule: 0,
+            int8: false,
+            emax: 2,
+            max_frac: 0x40_0000,
+            max: 6.0,
+            min_normal: 1.0,
+            emin: 0,
+            m: 1,
+            clip: 7.0
+        }
+    );
+    match native_supported_str("mx", "elem = \"int8\", rule = \"mse\", block = 16").unwrap() {
+        Native::Mx { block: 16, rule: 4, int8: true, emax: 0, max, clip, .. } => {
+            assert_eq!((max, clip), (127.0 / 64.0, 127.5 / 64.0))
+        }
+        other => panic!("{other:?}"),
+    }
     // The plan of a whole-row INT8 over rows of 2500: three sdk summation blocks per row.
     let p = plan(&native_supported_str("int", "bits = 8").unwrap(), 2, 2500);
     assert_eq!(p.launches.iter().map(|l| l.threads()).collect::<Vec<_>>(), [6, 2, 5000]);
@@ -131,6 +159,7 @@ fn what_stays_on_the_plugin_path_is_said_in_one_line() {
         ("int", "bits = 4, hadamard = true", "int: the Hadamard rotation"),
         ("int", "bits = 4, stochastic = true", "int: stochastic rounding"),
         ("fp", "e = 2, m = 1, stochastic = true", "fp: stochastic rounding"),
+        ("mx", "elem = \"e2m1\", stochastic = true", "mx: stochastic rounding"),
         ("nf4", "", "kind `nf4` has no native kernel"),
         ("vq", "", "kind `vq` has no native kernel"),
     ];
@@ -154,6 +183,9 @@ fn what_stays_on_the_plugin_path_is_said_in_one_line() {
         ("fp", "e = 2, m = 1, group = 32, bits = 4", "unknown parameter `bits`"),
         ("raw", "dtype = \"e3m4\"", "`dtype`"),
         ("raw", "overflow = \"wrap\"", "`overflow`"),
+        ("mx", "block = 0", "`block`"),
+        ("mx", "elem = \"e3m3\"", "`elem`"),
+        ("mx", "rule = \"up\"", "unknown rule"),
     ] {
         let e = native_supported_str(kind, params).unwrap_err();
         assert!(e.contains(want), "{kind} {params}: {e}");

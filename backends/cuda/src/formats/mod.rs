@@ -76,7 +76,7 @@ pub enum Native {
     Mx {
         /// Values per block along a row.
         block: usize,
-        /// Exponent rule: 0 floor, 1 ceil, 2 nearest, 3 nosat.
+        /// Exponent rule: 0 floor, 1 ceil, 2 nearest, 3 nosat, 4 mse.
         rule: i32,
         /// MXINT8 elements (else a minifloat).
         int8: bool,
@@ -86,7 +86,7 @@ pub enum Native {
         max_frac: u32,
         /// Largest element value.
         max: f32,
-        /// Minifloat elements: `2^emin`, `emin`, mantissa bits.
+        /// Minifloat elements: `2^emin`.
         min_normal: f32,
         /// Minifloat elements: exponent of the smallest normal.
         emin: i32,
@@ -285,6 +285,42 @@ pub fn native_supported(kind: &str, params: &Table) -> Result<Native, String> {
                 m,
             }
         }
+        "mx" => {
+            let elem = p.string("elem", "e2m1")?;
+            let block = p.size("block", 32)?;
+            let rule = match p.string("rule", "floor")?.as_str() {
+                "floor" => 0,
+                "ceil" => 1,
+                "nearest" => 2,
+                "nosat" => 3,
+                "mse" => 4,
+                other => return Err(format!("mx: unknown rule \"{other}\"")),
+            };
+            if block == 0 {
+                return Err("mx: `block` must be at least 1".into());
+            }
+            if p.flag("stochastic")? {
+                return Err(not_native(kind, "stochastic rounding"));
+            }
+            let (e, m) = match elem.as_str() {
+                "e2m1" => (2, 1),
+                "e2m3" => (2, 3),
+                "e3m2" => (3, 2),
+                "e4m3" => (4, 3),
+                "e5m2" => (5, 2),
+                "int8" => (0, 0),
+                other => return Err(format!("mx: unknown element type \"{other}\" in `elem`")),
+            };
+            let (int8, emax, max, clip, emin, m, min_normal) = if e == 0 {
+                // MXINT8: k / 64, |k| <= 127; clip limit 127.5 / 64.
+                let step = 1.0f32 / 64.0;
+                (true, 0, 127.0 * step, 127.5 * step, 0, 0, 1.0)
+            } else {
+                let f = Minifloat::standard(e, m).map_err(|e| e.to_string())?;
+                (false, f.emax(), f.max(), f.clip_limit(1.0), f.emin(), f.mantissa_bits(), pow2(f.emin()))
+            };
+            Native::Mx { block, rule, int8, emax, max_frac: max.to_bits() & 0x7f_ffff, max, min_normal, emin, m, clip }
+        }
         other => return Err(format!("kind `{other}` has no native kernel (it stays on the plugin path)")),
     };
     p.done()?;
@@ -460,6 +496,24 @@ pub fn plan(f: &Native, rows: usize, cols: usize) -> Plan {
                 Arg::Uint(m),
             ]);
             p.launches.push(Launch { kernel: "qf_raw_apply", args });
+        }
+        Native::Mx { block, rule, int8, emax, max_frac, max, min_normal, emin, m, clip } => {
+            let glen = group_len(cols, block);
+            let gpr = cols.div_ceil(glen);
+            let exps = p.bufs.len();
+            p.bufs.push(Buf::I32(rows * gpr));
+            let (gl, gp, i8) = (Arg::Long(glen as i64), Arg::Long(gpr as i64), Arg::Int(int8 as i32));
+            let elem = [Arg::Float(max), Arg::Float(min_normal), Arg::Int(emin), Arg::Int(emax), Arg::Uint(m)];
+            let mut args = vec![Arg::Long((rows * gpr) as i64), Arg::Buf(INPUT), Arg::Long(cols as i64), gl, gp];
+            args.extend([Arg::Int(rule), i8]);
+            args.extend(elem);
+            args.extend([Arg::Uint(max_frac), Arg::Buf(exps)]);
+            p.launches.push(Launch { kernel: "qf_mx_exponent", args });
+            let mut args = head.to_vec();
+            args.extend([gl, gp, Arg::Buf(exps), i8]);
+            args.extend(elem);
+            args.push(Arg::Float(clip));
+            p.launches.push(Launch { kernel: "qf_mx_apply", args });
         }
         _ => unreachable!("not planned yet"),
     }
