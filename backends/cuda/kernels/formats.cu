@@ -40,3 +40,15 @@ QF_KERNEL(qf_mx_apply,
           (long n, const float* x, float* y, float* mask, long cols, long glen, long gpr, const int* exps, int int8,
            float max, float min_normal, int emin, int emax, unsigned int m, float clip),
           (i_, n, x, y, mask, cols, glen, gpr, exps, int8, max, min_normal, emin, emax, m, clip))
+
+// kind nvfp4: the tensor's absmax (per 1024 values, then one thread), one thread per block for
+// the block scales, then one per value.
+QF_KERNEL(qf_absmax_partial, (long n, const float* x, long total, float* partial), (i_, n, x, total, partial))
+QF_KERNEL(qf_nvfp4_tensor, (long n, const float* partial, long chunks, float* s, double* to_code),
+          (i_, n, partial, chunks, s, to_code))
+QF_KERNEL(qf_nvfp4_scale,
+          (long n, const float* x, long cols, long glen, long gpr, const float* s, const double* to_code, float* sb),
+          (i_, n, x, cols, glen, gpr, s, to_code, sb))
+QF_KERNEL(qf_nvfp4_apply,
+          (long n, const float* x, float* y, float* mask, long cols, long glen, long gpr, const float* sb),
+          (i_, n, x, y, mask, cols, glen, gpr, sb))

@@ -379,3 +379,55 @@ QF_FN void qf_mx_apply_at(long i, long n, const float* x, float* y, float* mask,
     if (mask) mask[i] = qf_keep(v, clip * qf_pow2(e));
     (void)n;
 }
+
+// ------------------------------------------------------------------ kind nvfp4 (plugins/block/src/nvfp4.rs)
+
+// MagicRound constants of E4M3 (m = 3) and E2M1 (m = 1) at scale 1.
+#define QF_E4M3_MAGIC ((20u << 23) | 0x400000u)
+#define QF_E2M1_MAGIC ((22u << 23) | 0x400000u)
+
+// The tensor's absmax in chunks of 1024 values (thread t: chunk t); maxima do not depend on order.
+QF_FN void qf_absmax_partial_at(long t, long n, const float* x, long total, float* partial) {
+    long off = t * QF_SUM_BLOCK;
+    partial[t] = qf_absmax(x + off, total - off < QF_SUM_BLOCK ? total - off : QF_SUM_BLOCK);
+    (void)n;
+}
+
+// The tensor scale (one thread): s = amax / (448 * 6), and 448 / amax in double.
+QF_FN void qf_nvfp4_tensor_at(long t, long n, const float* partial, long chunks, float* s, double* to_code) {
+    float amax = 0.0f;
+    for (long c = 0; c < chunks; c++) amax = partial[c] > amax ? partial[c] : amax;
+    s[0] = amax / 2688.0f;
+    to_code[0] = 448.0 / (double)amax;
+    (void)t;
+    (void)n;
+}
+
+// Block g's scale: its E4M3 code e4m3(amax_b * (448 / amax)) times s; 0 where the tensor is
+// all zero (or not finite) or the code rounds to 0: that block gives zeros.
+QF_FN void qf_nvfp4_scale_at(long g, long n, const float* x, long cols, long glen, long gpr, const float* s,
+                             const double* to_code, float* sb) {
+    long start, len;
+    qf_group_span(g, cols, glen, gpr, &start, &len);
+    float ts = s[0];
+    float code = (float)((double)qf_absmax(x + start, len) * to_code[0]);
+    float b = qf_magic_round(code, 448.0f, qf_pow2(-6), QF_E4M3_MAGIC) * ts;
+    sb[g] = (ts > 0.0f && qf_isfinite(ts) && b > 0.0f && qf_isfinite(b)) ? b : 0.0f;
+    (void)n;
+}
+
+// Elements x * (1 / scale) on E2M1 (saturating at 6), times the scale; mask 0 beyond 7 * scale
+// (for a zero block: 0 wherever x is not zero).
+QF_FN void qf_nvfp4_apply_at(long i, long n, const float* x, float* y, float* mask, long cols, long glen, long gpr,
+                             const float* sb) {
+    float v = x[i], b = sb[qf_group_of(i, cols, glen, gpr)];
+    if (!(b > 0.0f)) {
+        y[i] = 0.0f;
+        if (mask) mask[i] = qf_keep(v, 0.0f);
+        return;
+    }
+    float inv = 1.0f / b;
+    y[i] = qf_magic_round(v * inv, 6.0f, 1.0f, QF_E2M1_MAGIC) * b;
+    if (mask) mask[i] = qf_keep(v, 7.0f * b);
+    (void)n;
+}

@@ -47,6 +47,10 @@ pub const MODULES: &[(&str, &str, &[&str])] = &[
             "qf_raw_apply",
             "qf_mx_exponent",
             "qf_mx_apply",
+            "qf_absmax_partial",
+            "qf_nvfp4_tensor",
+            "qf_nvfp4_scale",
+            "qf_nvfp4_apply",
         ],
     ),
 ];

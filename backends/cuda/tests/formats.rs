@@ -49,6 +49,7 @@ const NATIVE_PRESETS: &[&str] = &[
     "mxfp8-e4m3",
     "mxfp8-e5m2",
     "mxint8",
+    "nvfp4",
 ];
 
 #[test]
@@ -147,6 +148,15 @@ fn the_kernel_parameters_are_the_plugins_constants() {
         }
         other => panic!("{other:?}"),
     }
+    assert_eq!(native_supported_str("nvfp4", "").unwrap(), Native::Nvfp4 { block: 16 });
+    // NVFP4 on 3 x 100 in blocks of 16: the tensor absmax over one 1024-chunk, one thread for
+    // the tensor scale, 7 blocks per row (the last of 4 values), then every value.
+    let p = plan(&Native::Nvfp4 { block: 16 }, 3, 100);
+    let shape: Vec<_> = p.launches.iter().map(|l| (l.kernel, l.threads())).collect();
+    assert_eq!(
+        shape,
+        [("qf_absmax_partial", 1), ("qf_nvfp4_tensor", 1), ("qf_nvfp4_scale", 21), ("qf_nvfp4_apply", 300)]
+    );
     // The plan of a whole-row INT8 over rows of 2500: three sdk summation blocks per row.
     let p = plan(&native_supported_str("int", "bits = 8").unwrap(), 2, 2500);
     assert_eq!(p.launches.iter().map(|l| l.threads()).collect::<Vec<_>>(), [6, 2, 5000]);
@@ -186,6 +196,8 @@ fn what_stays_on_the_plugin_path_is_said_in_one_line() {
         ("mx", "block = 0", "`block`"),
         ("mx", "elem = \"e3m3\"", "`elem`"),
         ("mx", "rule = \"up\"", "unknown rule"),
+        ("nvfp4", "block = 0", "`block`"),
+        ("nvfp4", "block = 16, scale = 2", "unknown parameter `scale`"),
     ] {
         let e = native_supported_str(kind, params).unwrap_err();
         assert!(e.contains(want), "{kind} {params}: {e}");

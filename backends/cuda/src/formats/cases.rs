@@ -94,6 +94,10 @@ pub const EXTRA: &[(&str, &str)] = &[
     ("mx", "elem = \"e5m2\", block = 300"),
     ("mx", "elem = \"e3m2\", rule = \"nearest\", block = 64"),
     ("mx", "elem = \"e2m3\", block = 2048, rule = \"mse\""),
+    ("nvfp4", "block = 32"),
+    ("nvfp4", "block = 24"),
+    ("nvfp4", "block = 7"),
+    ("nvfp4", "block = 4096"),
 ];
 
 /// A matrix the formats are run on.

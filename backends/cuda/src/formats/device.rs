@@ -84,7 +84,6 @@ impl FormatKernels {
                     Arg::Int(v) => b.arg(v),
                     Arg::Uint(v) => b.arg(v),
                     Arg::Float(v) => b.arg(v),
-                    Arg::Double(v) => b.arg(v),
                 };
             }
             let n = l.threads();

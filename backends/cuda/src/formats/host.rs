@@ -101,6 +101,28 @@ unsafe extern "C" {
         m: c_uint,
         clip: f32,
     );
+    fn qf_absmax_partial(n: c_long, x: *const f32, total: c_long, partial: *mut f32);
+    fn qf_nvfp4_tensor(n: c_long, partial: *const f32, chunks: c_long, s: *mut f32, to_code: *mut f64);
+    fn qf_nvfp4_scale(
+        n: c_long,
+        x: *const f32,
+        cols: c_long,
+        glen: c_long,
+        gpr: c_long,
+        s: *const f32,
+        to_code: *const f64,
+        sb: *mut f32,
+    );
+    fn qf_nvfp4_apply(
+        n: c_long,
+        x: *const f32,
+        y: *mut f32,
+        mask: *mut f32,
+        cols: c_long,
+        glen: c_long,
+        gpr: c_long,
+        sb: *const f32,
+    );
 }
 
 /// A host buffer of a plan.
@@ -148,12 +170,6 @@ impl Args<'_> {
         match self.next() {
             Arg::Float(v) => v,
             _ => self.bad("a float"),
-        }
-    }
-    fn double(&mut self) -> f64 {
-        match self.next() {
-            Arg::Double(v) => v,
-            _ => self.bad("a double"),
         }
     }
     fn f32p(&mut self) -> *mut f32 {
@@ -298,6 +314,14 @@ pub fn run(plan: &Plan, input: &[f32]) -> (Vec<f32>, Vec<f32>) {
                     a.uint(),
                     a.float(),
                 ),
+                "qf_absmax_partial" => qf_absmax_partial(a.long(), a.f32p(), a.long(), a.f32p()),
+                "qf_nvfp4_tensor" => qf_nvfp4_tensor(a.long(), a.f32p(), a.long(), a.f32p(), a.f64p()),
+                "qf_nvfp4_scale" => {
+                    qf_nvfp4_scale(a.long(), a.f32p(), a.long(), a.long(), a.long(), a.f32p(), a.f64p(), a.f32p())
+                }
+                "qf_nvfp4_apply" => {
+                    qf_nvfp4_apply(a.long(), a.f32p(), a.f32p(), a.f32p(), a.long(), a.long(), a.long(), a.f32p())
+                }
                 other => panic!("no host build of kernel {other}"),
             }
         }

@@ -321,6 +321,13 @@ pub fn native_supported(kind: &str, params: &Table) -> Result<Native, String> {
             };
             Native::Mx { block, rule, int8, emax, max_frac: max.to_bits() & 0x7f_ffff, max, min_normal, emin, m, clip }
         }
+        "nvfp4" => {
+            let block = p.size("block", 16)?;
+            if block == 0 {
+                return Err("nvfp4: `block` must be at least 1".into());
+            }
+            Native::Nvfp4 { block }
+        }
         other => return Err(format!("kind `{other}` has no native kernel (it stays on the plugin path)")),
     };
     p.done()?;
@@ -365,8 +372,6 @@ pub enum Arg {
     Uint(u32),
     /// `float`.
     Float(f32),
-    /// `double`.
-    Double(f64),
 }
 
 /// One kernel launch: `args[0]` is `Long(n)`, the number of threads.
@@ -515,7 +520,45 @@ pub fn plan(f: &Native, rows: usize, cols: usize) -> Plan {
             args.push(Arg::Float(clip));
             p.launches.push(Launch { kernel: "qf_mx_apply", args });
         }
-        _ => unreachable!("not planned yet"),
+        Native::Nvfp4 { block } => {
+            let (glen, chunks) = (group_len(cols, block), n.div_ceil(SUM_BLOCK));
+            let gpr = cols.div_ceil(glen);
+            let (partial, s, to_code, sb) = (p.bufs.len(), p.bufs.len() + 1, p.bufs.len() + 2, p.bufs.len() + 3);
+            p.bufs.extend([Buf::F32(chunks), Buf::F32(1), Buf::F64(1), Buf::F32(rows * gpr)]);
+            let (gl, gp) = (Arg::Long(glen as i64), Arg::Long(gpr as i64));
+            p.launches.extend([
+                Launch {
+                    kernel: "qf_absmax_partial",
+                    args: vec![Arg::Long(chunks as i64), Arg::Buf(INPUT), Arg::Long(n as i64), Arg::Buf(partial)],
+                },
+                Launch {
+                    kernel: "qf_nvfp4_tensor",
+                    args: vec![
+                        Arg::Long(1),
+                        Arg::Buf(partial),
+                        Arg::Long(chunks as i64),
+                        Arg::Buf(s),
+                        Arg::Buf(to_code),
+                    ],
+                },
+                Launch {
+                    kernel: "qf_nvfp4_scale",
+                    args: vec![
+                        Arg::Long((rows * gpr) as i64),
+                        Arg::Buf(INPUT),
+                        Arg::Long(cols as i64),
+                        gl,
+                        gp,
+                        Arg::Buf(s),
+                        Arg::Buf(to_code),
+                        Arg::Buf(sb),
+                    ],
+                },
+            ]);
+            let mut args = head.to_vec();
+            args.extend([gl, gp, Arg::Buf(sb)]);
+            p.launches.push(Launch { kernel: "qf_nvfp4_apply", args });
+        }
     }
     p
 }
