@@ -1,9 +1,9 @@
 //! The native format kernels (`kernels/formats.cu` over `kernels/formats.cuh`), built for the
 //! host by build.rs and driven by the same launch plans as on the GPU, against the plugins bit
 //! for bit: every preset of kinds int, fp, raw, mx and nvfp4 that the kernels cover, plus
-//! `formats::cases::EXTRA`, on Gaussian tensors, outliers, zeros and all-zero rows, subnormals,
-//! the whole float range, rounding midpoints, infinities and NaN. Outputs and masks must be
-//! identical (NaN equal to NaN). `cuda-check formats` runs the same comparison on a GPU.
+//! `formats::cases::{grids, EXTRA}`, on Gaussian tensors, outliers, zeros and all-zero rows,
+//! subnormals, the whole float range, rounding midpoints, infinities and NaN. Outputs and masks
+//! must be identical (NaN equal to NaN). `cuda-check formats` runs the same comparison on a GPU.
 //!
 //! The plugins are this package's dev-dependencies: cargo builds their libraries next to this
 //! test's executable (`target/<profile>/deps`), and they are loaded from there through
@@ -63,7 +63,7 @@ fn host_build_matches_the_plugins_bit_for_bit() {
     for p in NATIVE_PRESETS {
         assert!(covered.contains(p), "preset {p} is not covered natively:\n{text}");
     }
-    assert_eq!(covered.len(), NATIVE_PRESETS.len() + cases::EXTRA.len(), "{text}");
+    assert_eq!(covered.len(), NATIVE_PRESETS.len() + cases::grids().len() + cases::EXTRA.len(), "{text}");
     let (tensors, values) = report.totals();
     let per_case: usize = cases::tensors().iter().map(|t| t.data.len()).sum();
     assert_eq!(values, covered.len() * per_case);

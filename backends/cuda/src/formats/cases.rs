@@ -18,38 +18,18 @@ use super::{Plan, native_supported_str, plan};
 /// The plugin libraries of the built-in formats (crate names).
 pub const PLUGINS: &[&str] = &["plugin_int", "plugin_fp", "plugin_block"];
 
-/// Parameter sets checked besides the presets: `(kind, params)`.
+/// Parameter sets checked besides the presets and [`grids`]: `(kind, params)`.
 pub const EXTRA: &[(&str, &str)] = &[
     ("int", "bits = 1, group = 32"),
-    ("int", "bits = 2, group = 32"),
-    ("int", "bits = 2, group = 64, rule = \"absmax\""),
-    ("int", "bits = 2, rule = \"absmax\""),
-    ("int", "bits = 3, group = 32"),
-    ("int", "bits = 3, group = 128, rule = \"absmax\""),
-    ("int", "bits = 4, group = 64"),
-    ("int", "bits = 4, group = 128"),
-    ("int", "bits = 4, rule = \"absmax\""),
     ("int", "bits = 4, rule = \"absmax\", group = 20"),
-    ("int", "bits = 5, group = 128"),
-    ("int", "bits = 5, group = 32, rule = \"absmax\""),
-    ("int", "bits = 6, group = 64"),
-    ("int", "bits = 6, group = 64, rule = \"absmax\""),
     ("int", "bits = 7, group = 20"),
-    ("int", "bits = 7, group = 128, rule = \"absmax\""),
-    ("int", "bits = 8, group = 32"),
     ("int", "bits = 8, group = 5000"),
-    ("int", "bits = 8, rule = \"absmax\""),
     ("int", "bits = 8, group = 128, rule = \"absmax\", scale_bits = 8"),
     ("int", "bits = 12"),
     ("int", "bits = 16, rule = \"absmax\""),
     ("int", "bits = 16, group = 64"),
-    ("fp", "e = 2, m = 1, group = 32"),
     ("fp", "e = 2, m = 1, group = 16"),
-    ("fp", "e = 2, m = 3, group = 128"),
-    ("fp", "e = 3, m = 2, group = 64"),
-    ("fp", "e = 4, m = 3, group = 32"),
     ("fp", "e = 4, m = 3, group = 20, variant = \"ieee\""),
-    ("fp", "e = 5, m = 2, group = 128"),
     ("fp", "e = 5, m = 2, variant = \"finite\""),
     ("fp", "e = 3, m = 2, variant = \"nan\""),
     ("fp", "e = 3, m = 0"),
@@ -99,6 +79,30 @@ pub const EXTRA: &[(&str, &str)] = &[
     ("nvfp4", "block = 7"),
     ("nvfp4", "block = 4096"),
 ];
+
+/// Grids of parameters checked besides the presets: int with bits 2..=8, rules rms and
+/// absmax, one scale per row or per 32, 64 or 128 values; the five OCP minifloats of kind fp
+/// per 32, 64 and 128 values. Presets among them are left out (checked as presets).
+pub fn grids() -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    for bits in 2..=8 {
+        for rule in ["rms", "absmax"] {
+            for group in [0, 32, 64, 128] {
+                let preset =
+                    (rule == "rms" && group == 0) || (bits == 4 && rule == "absmax" && group >= 32 && group != 64);
+                if !preset {
+                    out.push(("int", format!("bits = {bits}, rule = \"{rule}\", group = {group}")));
+                }
+            }
+        }
+    }
+    for (e, m) in [(2, 1), (2, 3), (3, 2), (4, 3), (5, 2)] {
+        for group in [32, 64, 128] {
+            out.push(("fp", format!("e = {e}, m = {m}, group = {group}")));
+        }
+    }
+    out
+}
 
 /// A matrix the formats are run on.
 pub struct TestTensor {
@@ -259,15 +263,12 @@ pub struct Case {
     pub params: String,
 }
 
-/// Every preset of the plugins, then [`EXTRA`].
+/// Every preset of the plugins, then [`grids`] and [`EXTRA`].
 pub fn cases(plugins: &Plugins) -> Vec<Case> {
     let mut out: Vec<Case> =
         plugins.presets().into_iter().map(|(kind, label, params)| Case { label, kind, params }).collect();
-    out.extend(EXTRA.iter().map(|(kind, params)| Case {
-        label: format!("{kind}:{params}"),
-        kind: kind.to_string(),
-        params: params.to_string(),
-    }));
+    let extra = grids().into_iter().chain(EXTRA.iter().map(|&(k, p)| (k, p.to_string())));
+    out.extend(extra.map(|(kind, params)| Case { label: format!("{kind}:{params}"), kind: kind.to_string(), params }));
     out
 }
 
@@ -348,12 +349,12 @@ pub fn same(a: f32, b: f32) -> bool {
     (a.is_nan() && b.is_nan()) || a.to_bits() == b.to_bits()
 }
 
+/// What an executor of [`Plan`]s returns: the output and the mask.
+pub type Compressed = Result<(Vec<f32>, Vec<f32>), String>;
+
 /// Runs every case on every tensor through the plugin and through `native` (an executor of
 /// [`Plan`]s: the host build or the GPU) and compares outputs and masks.
-pub fn check(
-    plugins: &Plugins,
-    native: &mut dyn FnMut(&Plan, &[f32]) -> Result<(Vec<f32>, Vec<f32>), String>,
-) -> Result<Report, String> {
+pub fn check(plugins: &Plugins, native: &mut dyn FnMut(&Plan, &[f32]) -> Compressed) -> Result<Report, String> {
     let tensors = tensors();
     let mut report = Report::default();
     let mut bufs = Buffers::default();
