@@ -24,7 +24,7 @@ use abi_stable::library::{LibraryError, lib_header_from_path};
 use abi_stable::std_types::{RResult, RSlice, RSliceMut, RStr, RString};
 
 use crate::accel_abi::{ACCEL_ABI_VERSION, AccelModRef, FfiSessionBox, buf};
-use crate::backend::{Backend, State, Tensors};
+use crate::backend::{Backend, MatmulPrecision, State, Tensors};
 use crate::model::{ModelConfig, ParamLayout};
 use crate::optim;
 use crate::train::{
@@ -170,11 +170,35 @@ pub fn open_cuda(explicit: Option<&Path>) -> Result<(AccelLib, String), String> 
     Ok((lib, name))
 }
 
-/// Options of the accelerator backend beyond [`TrainOptions`].
-#[derive(Clone, Copy, Debug, Default)]
+/// Options of the accelerator backend beyond [`TrainOptions`], handed to the library's `open`
+/// as a JSON object ([`AccelOptions::to_json`], read back by [`AccelOptions::from_json`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AccelOptions {
-    /// TF32 tensor-core matrix products (faster, about 10 mantissa bits); fp32 otherwise.
-    pub tf32: bool,
+    /// Precision of the linear layers' matrix products (fp32 data and accumulation always).
+    pub matmul: MatmulPrecision,
+}
+
+impl AccelOptions {
+    /// The options object of `open`: `{"matmul": "fp32" | "tf32" | "bf16"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "matmul": self.matmul.name() })
+    }
+
+    /// Reads an options object (the library side of [`to_json`](Self::to_json)). `matmul` names
+    /// the precision; without it, interface 0.1's `tf32` (bool) is still understood; neither
+    /// means fp32. An unknown precision or a wrongly typed value is a one-line error, so a
+    /// library never silently computes at another precision than the run records.
+    pub fn from_json(v: &serde_json::Value) -> Result<AccelOptions, String> {
+        let obj = v.as_object().ok_or_else(|| format!("options must be a JSON object, not {v}"))?;
+        let matmul = match (obj.get("matmul"), obj.get("tf32")) {
+            (Some(serde_json::Value::String(s)), _) => MatmulPrecision::parse(s)?,
+            (Some(other), _) => return Err(format!("option matmul must be a string, not {other}")),
+            (None, Some(serde_json::Value::Bool(true))) => MatmulPrecision::Tf32,
+            (None, Some(serde_json::Value::Bool(false)) | None) => MatmulPrecision::Fp32,
+            (None, Some(other)) => return Err(format!("option tf32 must be true or false, not {other}")),
+        };
+        Ok(AccelOptions { matmul })
+    }
 }
 
 /// A run on an accelerator library, driven like [`Trainer`](crate::Trainer).
@@ -230,7 +254,7 @@ impl AccelTrainer {
         // The library holds one micro-batch: its buffers are sized by the config's batch, and
         // accumulation over micro-batches happens here (the gradients go through the host).
         let lib_cfg = ModelConfig { batch: cfg.micro_batch(), accum: 1, ..cfg.clone() };
-        let mut session = lib.open(&lib_cfg, &serde_json::json!({ "tf32": accel.tf32 }))?;
+        let mut session = lib.open(&lib_cfg, &accel.to_json())?;
         for (which, data) in [(buf::PARAMS, &params), (buf::ADAM_M, &m), (buf::ADAM_V, &v)] {
             ok(session.write(which, 0, RSlice::from_slice(data)))?;
         }
@@ -380,5 +404,42 @@ impl Backend for AccelTrainer {
             ok(self.session.read(which, 0, RSliceMut::from_mut_slice(dst)))?;
         }
         Ok(pack_state(&self.layout, &p, &m, &v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn options_name_the_matmul_precision_and_read_back() {
+        // What the library's `open` receives, exactly.
+        let text = |m| AccelOptions { matmul: m }.to_json().to_string();
+        assert_eq!(text(MatmulPrecision::Fp32), r#"{"matmul":"fp32"}"#);
+        assert_eq!(text(MatmulPrecision::Tf32), r#"{"matmul":"tf32"}"#);
+        assert_eq!(text(MatmulPrecision::Bf16), r#"{"matmul":"bf16"}"#);
+        assert_eq!(AccelOptions::default().matmul, MatmulPrecision::Fp32);
+        for m in MatmulPrecision::ALL {
+            let o = AccelOptions { matmul: m };
+            assert_eq!(AccelOptions::from_json(&o.to_json()).unwrap(), o);
+        }
+    }
+
+    #[test]
+    fn options_of_interface_0_1_still_read_and_bad_ones_are_one_line() {
+        let read = |v: serde_json::Value| AccelOptions::from_json(&v).map(|o| o.matmul);
+        assert_eq!(read(json!({"tf32": true})), Ok(MatmulPrecision::Tf32));
+        assert_eq!(read(json!({"tf32": false})), Ok(MatmulPrecision::Fp32));
+        assert_eq!(read(json!({})), Ok(MatmulPrecision::Fp32));
+        // `matmul` wins over the old key.
+        assert_eq!(read(json!({"matmul": "bf16", "tf32": true})), Ok(MatmulPrecision::Bf16));
+        assert_eq!(
+            read(json!({"matmul": "fp16"})),
+            Err("matmul precision `fp16`: expected `fp32`, `tf32` or `bf16`".to_string())
+        );
+        assert_eq!(read(json!({"matmul": 16})), Err("option matmul must be a string, not 16".to_string()));
+        assert_eq!(read(json!({"tf32": "yes"})), Err(r#"option tf32 must be true or false, not "yes""#.to_string()));
+        assert_eq!(read(json!([1])), Err("options must be a JSON object, not [1]".to_string()));
     }
 }

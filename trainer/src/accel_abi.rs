@@ -19,7 +19,8 @@ use abi_stable::std_types::{RBox, RResult, RStr, RString};
 use abi_stable::{StableAbi, declare_root_module_statics};
 
 /// Interface version of the accelerator ABI (checked by abi_stable on load).
-pub const ACCEL_ABI_VERSION: &str = "0.1.0";
+/// 0.2: `open`'s options name the matrix-product precision (`matmul`) instead of `tf32`.
+pub const ACCEL_ABI_VERSION: &str = "0.2.0";
 
 /// Buffer ids of [`FfiSession::write`] and [`FfiSession::read`]: each holds one value per
 /// parameter, in [`crate::model::ParamLayout`] order.
@@ -48,8 +49,10 @@ pub struct AccelMod {
     /// Opens the driver and the first device; the device's name, or one line saying what is
     /// missing (driver, device, cuBLAS, NVRTC).
     pub probe: extern "C" fn() -> RResult<RString, RString>,
-    /// Opens a session for a model (`ModelConfig` as JSON) with options (JSON object:
-    /// `tf32`: bool). Buffers start at zero; the trainer uploads parameters and moments.
+    /// Opens a session for a model (`ModelConfig` as JSON) with options (JSON object,
+    /// [`crate::accel::AccelOptions`]: `matmul`: `"fp32"`, `"tf32"` or `"bf16"`, the precision of
+    /// the matrix products; an unknown one is refused). Buffers start at zero; the trainer
+    /// uploads parameters and moments.
     pub open: extern "C" fn(RStr<'_>, RStr<'_>) -> RResult<FfiSessionBox, RString>,
     /// Runs every kernel on the device against the trainer's CPU kernels on seeded random
     /// inputs; a report, one line per kernel (`name max_abs_diff tolerance ok|FAIL`).

@@ -4,6 +4,7 @@
 use abi_stable::std_types::{RResult, RSlice, RSliceMut, RString};
 use cudarc::driver::sys::CUdeviceptr;
 use trainer::accel_abi::{FfiSession, buf};
+use trainer::backend::MatmulPrecision;
 use trainer::model::{ModelConfig, NORM_EPS, ParamKind, ParamLayout, ROPE_BASE, VOCAB};
 
 use crate::gpu::{DG_CHUNK, DevBuf, Gpu, MAX_HEAD_DIM, NORM_CHUNK};
@@ -80,8 +81,8 @@ pub struct Session {
 }
 
 impl Session {
-    /// Allocates every buffer for `cfg` (batch `cfg.batch`).
-    pub fn open(cfg: ModelConfig, tf32: bool) -> Result<Session, String> {
+    /// Allocates every buffer for `cfg` (batch `cfg.batch`); matrix products at `matmul`.
+    pub fn open(cfg: ModelConfig, matmul: MatmulPrecision) -> Result<Session, String> {
         cfg.validate()?;
         if cfg.head_dim() > MAX_HEAD_DIM {
             return Err(format!(
@@ -90,7 +91,7 @@ impl Session {
                 cfg.head_dim()
             ));
         }
-        let gpu = Gpu::open(tf32)?;
+        let gpu = Gpu::open(matmul)?;
         gpu.bind()?;
         let layout = ParamLayout::new(&cfg);
         let (d, hdn, rows, n) = (cfg.d_model, cfg.d_hidden, cfg.batch * cfg.ctx, layout.total);
