@@ -214,8 +214,6 @@ pub struct AccelTrainer {
     host_eff: Vec<f32>,
     host_mask: Vec<f32>,
     host_grads: Vec<f32>,
-    /// One micro-batch's gradient, read from the device (only with `accum > 1`).
-    host_micro: Vec<f32>,
     losses: Vec<f32>,
 }
 
@@ -252,14 +250,13 @@ impl AccelTrainer {
             }
         };
         // The library holds one micro-batch: its buffers are sized by the config's batch, and
-        // accumulation over micro-batches happens here (the gradients go through the host).
+        // sums the micro-batches' gradients itself (`accumulate`).
         let lib_cfg = ModelConfig { batch: cfg.micro_batch(), accum: 1, ..cfg.clone() };
         let mut session = lib.open(&lib_cfg, &accel.to_json())?;
         for (which, data) in [(buf::PARAMS, &params), (buf::ADAM_M, &m), (buf::ADAM_V, &v)] {
             ok(session.write(which, 0, RSlice::from_slice(data)))?;
         }
         let has_w = opts.weight.is_some();
-        let accumulates = cfg.accum > 1;
         let big = |on: bool| if on { vec![0.0; n] } else { Vec::new() };
         Ok(AccelTrainer {
             session,
@@ -272,8 +269,7 @@ impl AccelTrainer {
             host_params: big(has_w),
             host_eff: big(has_w),
             host_mask: big(has_w),
-            host_grads: big(has_w || accumulates),
-            host_micro: big(accumulates),
+            host_grads: big(has_w),
         })
     }
 
@@ -321,8 +317,9 @@ impl Backend for AccelTrainer {
         let use_eff = self.compress_weights(step)?;
         let accum = self.cfg.accum;
         let mut loss = 0.0f64;
-        // Micro-batches as on CPU (`Trainer::step`): gradients summed on the host in micro-batch
-        // order, then averaged and written back (one pass, on the device alone, when accum is 1).
+        // Micro-batches as on CPU (`Trainer::step`): gradients summed on the device in
+        // micro-batch order, then averaged (one pass when accum is 1).
+        let inv = 1.0 / accum as f32;
         for (k, micro) in tokens.chunks(self.cfg.micro_batch() * (self.cfg.ctx + 1)).enumerate() {
             let l = self.forward(micro, use_eff)?;
             if !l.is_finite() {
@@ -331,25 +328,14 @@ impl Backend for AccelTrainer {
             loss += l;
             ok(self.session.backward())?;
             if accum > 1 {
-                let dst = if k == 0 { &mut self.host_grads } else { &mut self.host_micro };
-                ok(self.session.read(buf::GRADS, 0, RSliceMut::from_mut_slice(dst)))?;
-                if k > 0 {
-                    self.host_grads.iter_mut().zip(&self.host_micro).for_each(|(g, m)| *g += m);
-                }
+                ok(self.session.accumulate(k as u32, accum as u32, inv))?;
             }
         }
         if accum > 1 {
-            let inv = 1.0 / accum as f32;
-            self.host_grads.iter_mut().for_each(|g| *g *= inv);
             loss /= accum as f64;
-            if self.opts.weight.is_none() {
-                ok(self.session.write(buf::GRADS, 0, RSlice::from_slice(&self.host_grads)))?;
-            }
         }
         if let Some(comp) = self.opts.weight.as_deref() {
-            if accum == 1 {
-                ok(self.session.read(buf::GRADS, 0, RSliceMut::from_mut_slice(&mut self.host_grads)))?;
-            }
+            ok(self.session.read(buf::GRADS, 0, RSliceMut::from_mut_slice(&mut self.host_grads)))?;
             weight_backward(
                 comp,
                 self.opts.seed,

@@ -142,6 +142,23 @@ pub fn run() -> Result<String, String> {
     cpu::embedding_bwd(&tokens, &x, &mut demb, d);
     r.compare("embedding_bwd", &down(&g, &deb)?, &demb, 0.0);
 
+    // Gradient accumulation's element operations (`Session::accumulate`): a sum of three
+    // micro-batch gradients in order, then the mean, as `Trainer::step` computes them.
+    let parts: Vec<Vec<f32>> = (0..3).map(|k| randn(rows * d, 20 + k, 1.0)).collect();
+    let accb = up(&g, &parts[0])?;
+    for p in &parts[1..] {
+        let pb = up(&g, p)?;
+        g.add(accb.ptr, pb.ptr, p.len())?;
+    }
+    let inv = 1.0 / 3.0f32;
+    g.scale(accb.ptr, inv, rows * d)?;
+    let mut mean = parts[0].clone();
+    for p in &parts[1..] {
+        mean.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+    }
+    mean.iter_mut().for_each(|a| *a *= inv);
+    r.compare("add_inplace + scale_inplace (accumulation)", &down(&g, &accb)?, &mean, 0.0);
+
     // RMSNorm.
     let gain = randn(d, 5, 0.3).iter().map(|v| 1.0 + v).collect::<Vec<f32>>();
     let gb = up(&g, &gain)?;

@@ -393,6 +393,11 @@ impl Gpu {
         launch!(self, "add_inplace", grid1(n), y, x, n as i64)
     }
 
+    /// `y *= s` over `n` values.
+    pub fn scale(&self, y: CUdeviceptr, s: f32, n: usize) -> Result<(), String> {
+        launch!(self, "scale_inplace", grid1(n), y, s, n as i64)
+    }
+
     /// SwiGLU forward.
     pub fn swiglu_fwd(&self, ab: CUdeviceptr, u: CUdeviceptr, rows: usize, h: usize) -> Result<(), String> {
         launch!(self, "swiglu_fwd", grid1(rows * h), ab, u, rows as i32, h as i32)

@@ -78,6 +78,9 @@ pub struct Session {
     start: DevBuf<i32>,
     /// Rows and parameter vector of the last forward pass (the backward pass needs them).
     last: Option<(usize, bool)>,
+    /// Sum of the micro-batch gradients of this step ([`Session::accumulate`]); allocated on
+    /// first use, so runs without accumulation do not pay for it.
+    acc: Option<DevBuf<f32>>,
 }
 
 impl Session {
@@ -146,6 +149,7 @@ impl Session {
             order: gpu.alloc::<i32>(rows)?,
             start: gpu.alloc::<i32>(VOCAB + 1)?,
             last: None,
+            acc: None,
             gpu,
             cfg,
             layout,
@@ -315,6 +319,30 @@ impl Session {
         Ok(self.gpu.sumsq(self.grads.ptr, self.layout.total, &self.norm_partial)?.sqrt())
     }
 
+    /// Micro-batch `k` of `count` into the accumulator; after the last, `GRADS = acc * inv`
+    /// (as `Trainer::step`: `g = g0; g += g1; ...; g *= inv`).
+    pub fn accumulate(&mut self, k: u32, count: u32, inv: f32) -> Result<(), String> {
+        if count < 2 || k >= count {
+            return Err(format!("accumulate: micro-batch {k} of {count} (needs 0 <= k < count, count >= 2)"));
+        }
+        self.gpu.bind()?;
+        let n = self.layout.total;
+        if self.acc.is_none() {
+            self.acc = Some(self.gpu.alloc::<f32>(n)?);
+        }
+        let acc = self.acc.as_ref().expect("allocated above").ptr;
+        if k == 0 {
+            self.gpu.copy::<f32>(acc, self.grads.ptr, n)?;
+        } else {
+            self.gpu.add(acc, self.grads.ptr, n)?;
+        }
+        if k + 1 == count {
+            self.gpu.copy::<f32>(self.grads.ptr, acc, n)?;
+            self.gpu.scale(self.grads.ptr, inv, n)?;
+        }
+        self.gpu.sync()
+    }
+
     /// One AdamW update, tensor by tensor (norm gains without weight decay).
     pub fn adamw(&mut self, lr: f32, t: u64, scale: f32) -> Result<(), String> {
         self.gpu.bind()?;
@@ -365,5 +393,8 @@ impl FfiSession for Session {
     }
     fn adamw(&mut self, lr: f32, t: u64, scale: f32) -> RResult<(), RString> {
         guarded("updating the parameters", || Session::adamw(self, lr, t, scale))
+    }
+    fn accumulate(&mut self, k: u32, count: u32, inv: f32) -> RResult<(), RString> {
+        guarded("accumulating gradients", || Session::accumulate(self, k, count, inv))
     }
 }
