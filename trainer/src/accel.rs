@@ -394,6 +394,10 @@ impl Backend for AccelTrainer {
 }
 
 #[cfg(test)]
+#[path = "accel_reference.rs"]
+mod reference;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
