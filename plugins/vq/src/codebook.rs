@@ -351,14 +351,7 @@ impl Codebook {
             bb = _mm256_blendv_ps(bb, best[c], take);
             bk = _mm256_blendv_ps(bk, blk[c], take);
         }
-        let (mut b, mut bl) = ([0f32; LANES], [0f32; LANES]);
-        // SAFETY: both arrays hold 8 values.
-        unsafe {
-            _mm256_storeu_ps(b.as_mut_ptr(), bb);
-            _mm256_storeu_ps(bl.as_mut_ptr(), bk);
-        }
-        let idx: [u32; LANES] = std::array::from_fn(|l| bl[l] as u32 * LANES as u32 + l as u32);
-        first_min(&b, &idx)
+        first_min_avx2(bb, bk)
     }
 
     /// Index of the codeword nearest to a partial vector `x` (`x.len() < dim`)
@@ -386,6 +379,31 @@ impl Codebook {
         }
         total / vectors.len().max(1) as f64
     }
+}
+
+/// [`first_min`] on AVX2 registers, without branches (which lane wins is unpredictable):
+/// `best` holds each lane's smallest value (never NaN: only a smaller distance replaces
+/// one), `blk` its block number; the codeword of lane `l` is `8 blk + l`. The smallest value
+/// goes to every lane (three min steps), then the smallest codeword among the lanes equal to
+/// it (three unsigned min steps).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn first_min_avx2(best: std::arch::x86_64::__m256, blk: std::arch::x86_64::__m256) -> usize {
+    use std::arch::x86_64::*;
+    const { assert!(LANES == 8) };
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    // Block numbers are small whole numbers in f32: the conversion is exact.
+    let idx = _mm256_add_epi32(_mm256_slli_epi32::<3>(_mm256_cvtps_epi32(blk)), lane);
+    let m = _mm256_min_ps(best, _mm256_permute2f128_ps::<1>(best, best));
+    let m = _mm256_min_ps(m, _mm256_shuffle_ps::<0b01_00_11_10>(m, m));
+    let m = _mm256_min_ps(m, _mm256_shuffle_ps::<0b10_11_00_01>(m, m));
+    let at_min = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_EQ_OQ>(best, m));
+    let c = _mm256_blendv_epi8(_mm256_set1_epi32(-1), idx, at_min);
+    let c = _mm256_min_epu32(c, _mm256_permute2x128_si256::<1>(c, c));
+    let c = _mm256_min_epu32(c, _mm256_shuffle_epi32::<0b01_00_11_10>(c));
+    let c = _mm256_min_epu32(c, _mm256_shuffle_epi32::<0b10_11_00_01>(c));
+    _mm256_cvtsi256_si32(c) as u32 as usize
 }
 
 /// The smallest index among the lanes holding the smallest value.
