@@ -525,6 +525,23 @@ fn cuda_device_in_an_experiment_requests_a_gpu_and_leaves_cpu_hashes_alone() {
     let run = host(&["sweep", "run", arg(&gpu), "--results", arg(&res), "--all"]);
     run.expect_code(2);
     assert!(run.stderr.contains("device cuda: "), "{}", run.stderr);
+    // A tensor-core precision is a new job on CUDA (its own hash, the key in its configuration);
+    // the runner hands it to `host train`, which needs the GPU backend like any CUDA job.
+    let bf16 = experiment(&d, &format!("{train}device = \"cuda\"\nmatmul = \"bf16\"\n"));
+    let res = d.join("bf16");
+    host(&["sweep", "plan", arg(&bf16), "--results", arg(&res)]).expect_code(0);
+    for (g, b) in train_jobs(&gpu_jobs).iter().zip(&jobs(&res)) {
+        assert_eq!((&g["config"]["matmul"], &b["config"]["matmul"]), (&Value::Null, &Value::from("bf16")));
+        assert_ne!(g["hash"], b["hash"]);
+    }
+    let run = host(&["sweep", "run", arg(&bf16), "--results", arg(&res), "--all"]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("device cuda: ") && run.stderr.contains("2 of 2 jobs failed"), "{}", run.stderr);
+    // On the CPU it is refused when the experiment is read.
+    let cpu_bf16 = experiment(&d, &format!("{train}matmul = \"bf16\"\n"));
+    let r = host(&["sweep", "plan", arg(&cpu_bf16), "--results", arg(&d.join("cpu-bf16"))]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("[train] matmul precision `bf16` needs device cuda"), "{}", r.stderr);
     let bad = experiment(&d, &format!("{TINY}\n{train}device = \"tpu\"\n"));
     let r = host(&["sweep", "plan", arg(&bad), "--results", arg(&d.join("bad"))]);
     r.expect_code(1);

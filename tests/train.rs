@@ -53,6 +53,8 @@ fn acceptance_command_prints_the_record() {
         assert!(!j[key].is_null(), "field {key} missing in {j}");
     }
     assert_eq!(j["model"], "bench-tiny");
+    // A CPU record keeps its columns: no `matmul` (CUDA records name it; the CPU has only fp32).
+    assert_eq!((j["device"].as_str(), j.get("matmul")), (Some("cpu"), None));
     // bench-tiny: 4 blocks x (4 x 128^2 attention + 3 x 128 x 384 MLP + 2 x 128 norms) + final norm.
     assert_eq!(j["non_embedding_params"], 4 * (4 * 128 * 128 + 3 * 128 * 384 + 2 * 128) + 128);
     assert_eq!(j["tokens"], 200 * 16 * 128);
@@ -214,6 +216,19 @@ fn bad_input_stops_with_a_clear_message() {
         "--batch-tokens 1000: must be a positive multiple of the context of 'lm-200k' (128 tokens)",
     );
     check(&["--format", "no-such-format", "--out", arg(&out.join("d"))], "no-such-format");
+    // Tensor-core matrix products are a CUDA option; an unknown precision lists the valid ones.
+    for p in ["tf32", "bf16"] {
+        check(
+            &["--matmul", p, "--out", arg(&out.join(p))],
+            &format!("matmul precision `{p}` needs device cuda: the CPU trainer computes matrix products in fp32 only"),
+        );
+        check(&["--device", "cpu", "--matmul", p, "--out", arg(&out.join(p))], "needs device cuda");
+        assert!(!out.join(p).exists(), "refused before anything was written");
+    }
+    check(
+        &["--matmul", "fp16", "--out", arg(&out.join("e"))],
+        "matmul precision `fp16`: expected `fp32`, `tf32` or `bf16`",
+    );
     // The shipped formats take any shape; a misbehaving plugin (one that panics, one that returns
     // half its output) stops the run before training with an error naming the format. (That the
     // trainer names the layer when a compressor fails mid-run is tested in trainer/tests.)

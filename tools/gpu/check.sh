@@ -14,7 +14,8 @@
 #  4. QAT: `host train --format int4` through the int plugin on both devices (loss every 10
 #     steps within 1e-3 relative);
 #  5. speed: training tokens/s for three sizes (10M, 30M at context 1024, 85M) on the CUDA
-#     backend and in PyTorch eager, fp32 and TF32.
+#     backend and in PyTorch eager, with the matrix products in fp32, TF32 and BF16 (ours:
+#     `--matmul`, fp32 data; PyTorch's bf16 is autocast, see torch_speed.py).
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -83,12 +84,15 @@ speed() {
 import sys
 ours = {l.split()[0]: l.split() for l in open(sys.argv[1]) if l.startswith("gpu-")}
 torch = {l.split()[0]: l.split() for l in open(sys.argv[2])}
-print(f"{'size':<9} {'ctx':>5} {'ours fp32':>10} {'torch fp32':>11} {'ratio':>6} {'ours tf32':>10} {'torch tf32':>11} {'ratio':>6}")
+precisions = ("fp32", "tf32", "bf16")
+print(f"{'size':<9} {'ctx':>5}" + "".join(f" {'ours ' + p:>10} {'torch ' + p:>11} {'ratio':>6}" for p in precisions))
 for k, o in ours.items():
     t = torch[k]
-    f, g = float(o[4]), float(o[5])
-    tf, tg = float(t[1]), float(t[2])
-    print(f"{k:<9} {o[2]:>5} {f:>10.0f} {tf:>11.0f} {f / tf:>6.2f} {g:>10.0f} {tg:>11.0f} {g / tg:>6.2f}")
+    line = f"{k:<9} {o[2]:>5}"
+    for i in range(len(precisions)):
+        a, b = float(o[4 + i]), float(t[1 + i])
+        line += f" {a:>10.0f} {b:>11.0f} {a / b:>6.2f}"
+    print(line)
 PY
 }
 check timed speed

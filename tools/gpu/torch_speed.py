@@ -3,8 +3,11 @@
 table of tools/gpu/check.sh: the same architecture (byte vocabulary, RMSNorm, RoPE on
 interleaved pairs, causal attention through scaled_dot_product_attention, SwiGLU, untied
 head), AdamW (0.9, 0.95, weight decay 0.1), global-norm clipping at 1.0, fp32 weights, with
-TF32 matrix products off and on. Sizes mirror SIZES in backends/cuda/src/bin/cuda-check.rs.
-Prints one line per size: name, fp32 tok/s, tf32 tok/s."""
+the matrix products in fp32, TF32 (allow_tf32) and BF16. PyTorch has no switch for BF16
+products on fp32 data (set_float32_matmul_precision("medium") gives TF32 on CUDA), so `bf16` is
+PyTorch's usual recipe, autocast to bfloat16 around the forward pass: it also runs attention
+and other autocast ops in BF16, more than our `--matmul bf16` does. Sizes mirror SIZES in
+backends/cuda/src/bin/cuda-check.rs. Prints one line per size: name, fp32, tf32 and bf16 tok/s."""
 import sys
 import time
 
@@ -65,8 +68,12 @@ class Model(torch.nn.Module):
         return F.cross_entropy(self.head(self.nf(x)).view(-1, 256), tgt.reshape(-1))
 
 
-def tokens_per_second(size, tf32):
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def tokens_per_second(size, precision):
     name, layers, nh, d, h, ctx, batch = size
+    tf32 = precision == "tf32"
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     torch.manual_seed(0)
@@ -79,7 +86,8 @@ def tokens_per_second(size, tf32):
     idx, tgt = data[:, :-1], data[:, 1:]
 
     def step():
-        loss = model(idx, tgt)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = model(idx, tgt)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -101,9 +109,8 @@ def tokens_per_second(size, tf32):
 def main():
     print(f"torch {torch.__version__} on {torch.cuda.get_device_name(0)}", file=sys.stderr)
     for size in SIZES:
-        f32 = tokens_per_second(size, False)
-        t32 = tokens_per_second(size, True)
-        print(f"{size[0]} {f32:.0f} {t32:.0f}")
+        tps = [tokens_per_second(size, p) for p in PRECISIONS]
+        print(size[0], " ".join(f"{t:.0f}" for t in tps))
 
 
 if __name__ == "__main__":

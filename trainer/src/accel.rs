@@ -24,7 +24,7 @@ use abi_stable::library::{LibraryError, lib_header_from_path};
 use abi_stable::std_types::{RResult, RSlice, RSliceMut, RStr, RString};
 
 use crate::accel_abi::{ACCEL_ABI_VERSION, AccelModRef, FfiSessionBox, buf};
-use crate::backend::{Backend, State, Tensors};
+use crate::backend::{Backend, MatmulPrecision, State, Tensors};
 use crate::model::{ModelConfig, ParamLayout};
 use crate::optim;
 use crate::train::{
@@ -170,11 +170,35 @@ pub fn open_cuda(explicit: Option<&Path>) -> Result<(AccelLib, String), String> 
     Ok((lib, name))
 }
 
-/// Options of the accelerator backend beyond [`TrainOptions`].
-#[derive(Clone, Copy, Debug, Default)]
+/// Options of the accelerator backend beyond [`TrainOptions`], handed to the library's `open`
+/// as a JSON object ([`AccelOptions::to_json`], read back by [`AccelOptions::from_json`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AccelOptions {
-    /// TF32 tensor-core matrix products (faster, about 10 mantissa bits); fp32 otherwise.
-    pub tf32: bool,
+    /// Precision of the linear layers' matrix products (fp32 data and accumulation always).
+    pub matmul: MatmulPrecision,
+}
+
+impl AccelOptions {
+    /// The options object of `open`: `{"matmul": "fp32" | "tf32" | "bf16"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "matmul": self.matmul.name() })
+    }
+
+    /// Reads an options object (the library side of [`to_json`](Self::to_json)). `matmul` names
+    /// the precision; without it, interface 0.1's `tf32` (bool) is still understood; neither
+    /// means fp32. An unknown precision or a wrongly typed value is a one-line error, so a
+    /// library never silently computes at another precision than the run records.
+    pub fn from_json(v: &serde_json::Value) -> Result<AccelOptions, String> {
+        let obj = v.as_object().ok_or_else(|| format!("options must be a JSON object, not {v}"))?;
+        let matmul = match (obj.get("matmul"), obj.get("tf32")) {
+            (Some(serde_json::Value::String(s)), _) => MatmulPrecision::parse(s)?,
+            (Some(other), _) => return Err(format!("option matmul must be a string, not {other}")),
+            (None, Some(serde_json::Value::Bool(true))) => MatmulPrecision::Tf32,
+            (None, Some(serde_json::Value::Bool(false)) | None) => MatmulPrecision::Fp32,
+            (None, Some(other)) => return Err(format!("option tf32 must be true or false, not {other}")),
+        };
+        Ok(AccelOptions { matmul })
+    }
 }
 
 /// A run on an accelerator library, driven like [`Trainer`](crate::Trainer).
@@ -190,8 +214,6 @@ pub struct AccelTrainer {
     host_eff: Vec<f32>,
     host_mask: Vec<f32>,
     host_grads: Vec<f32>,
-    /// One micro-batch's gradient, read from the device (only with `accum > 1`).
-    host_micro: Vec<f32>,
     losses: Vec<f32>,
 }
 
@@ -228,14 +250,13 @@ impl AccelTrainer {
             }
         };
         // The library holds one micro-batch: its buffers are sized by the config's batch, and
-        // accumulation over micro-batches happens here (the gradients go through the host).
+        // sums the micro-batches' gradients itself (`accumulate`).
         let lib_cfg = ModelConfig { batch: cfg.micro_batch(), accum: 1, ..cfg.clone() };
-        let mut session = lib.open(&lib_cfg, &serde_json::json!({ "tf32": accel.tf32 }))?;
+        let mut session = lib.open(&lib_cfg, &accel.to_json())?;
         for (which, data) in [(buf::PARAMS, &params), (buf::ADAM_M, &m), (buf::ADAM_V, &v)] {
             ok(session.write(which, 0, RSlice::from_slice(data)))?;
         }
         let has_w = opts.weight.is_some();
-        let accumulates = cfg.accum > 1;
         let big = |on: bool| if on { vec![0.0; n] } else { Vec::new() };
         Ok(AccelTrainer {
             session,
@@ -248,8 +269,7 @@ impl AccelTrainer {
             host_params: big(has_w),
             host_eff: big(has_w),
             host_mask: big(has_w),
-            host_grads: big(has_w || accumulates),
-            host_micro: big(accumulates),
+            host_grads: big(has_w),
         })
     }
 
@@ -297,8 +317,9 @@ impl Backend for AccelTrainer {
         let use_eff = self.compress_weights(step)?;
         let accum = self.cfg.accum;
         let mut loss = 0.0f64;
-        // Micro-batches as on CPU (`Trainer::step`): gradients summed on the host in micro-batch
-        // order, then averaged and written back (one pass, on the device alone, when accum is 1).
+        // Micro-batches as on CPU (`Trainer::step`): gradients summed on the device in
+        // micro-batch order, then averaged (one pass when accum is 1).
+        let inv = 1.0 / accum as f32;
         for (k, micro) in tokens.chunks(self.cfg.micro_batch() * (self.cfg.ctx + 1)).enumerate() {
             let l = self.forward(micro, use_eff)?;
             if !l.is_finite() {
@@ -307,25 +328,14 @@ impl Backend for AccelTrainer {
             loss += l;
             ok(self.session.backward())?;
             if accum > 1 {
-                let dst = if k == 0 { &mut self.host_grads } else { &mut self.host_micro };
-                ok(self.session.read(buf::GRADS, 0, RSliceMut::from_mut_slice(dst)))?;
-                if k > 0 {
-                    self.host_grads.iter_mut().zip(&self.host_micro).for_each(|(g, m)| *g += m);
-                }
+                ok(self.session.accumulate(k as u32, accum as u32, inv))?;
             }
         }
         if accum > 1 {
-            let inv = 1.0 / accum as f32;
-            self.host_grads.iter_mut().for_each(|g| *g *= inv);
             loss /= accum as f64;
-            if self.opts.weight.is_none() {
-                ok(self.session.write(buf::GRADS, 0, RSlice::from_slice(&self.host_grads)))?;
-            }
         }
         if let Some(comp) = self.opts.weight.as_deref() {
-            if accum == 1 {
-                ok(self.session.read(buf::GRADS, 0, RSliceMut::from_mut_slice(&mut self.host_grads)))?;
-            }
+            ok(self.session.read(buf::GRADS, 0, RSliceMut::from_mut_slice(&mut self.host_grads)))?;
             weight_backward(
                 comp,
                 self.opts.seed,
@@ -380,5 +390,46 @@ impl Backend for AccelTrainer {
             ok(self.session.read(which, 0, RSliceMut::from_mut_slice(dst)))?;
         }
         Ok(pack_state(&self.layout, &p, &m, &v))
+    }
+}
+
+#[cfg(test)]
+#[path = "accel_reference.rs"]
+mod reference;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn options_name_the_matmul_precision_and_read_back() {
+        // What the library's `open` receives, exactly.
+        let text = |m| AccelOptions { matmul: m }.to_json().to_string();
+        assert_eq!(text(MatmulPrecision::Fp32), r#"{"matmul":"fp32"}"#);
+        assert_eq!(text(MatmulPrecision::Tf32), r#"{"matmul":"tf32"}"#);
+        assert_eq!(text(MatmulPrecision::Bf16), r#"{"matmul":"bf16"}"#);
+        assert_eq!(AccelOptions::default().matmul, MatmulPrecision::Fp32);
+        for m in MatmulPrecision::ALL {
+            let o = AccelOptions { matmul: m };
+            assert_eq!(AccelOptions::from_json(&o.to_json()).unwrap(), o);
+        }
+    }
+
+    #[test]
+    fn options_of_interface_0_1_still_read_and_bad_ones_are_one_line() {
+        let read = |v: serde_json::Value| AccelOptions::from_json(&v).map(|o| o.matmul);
+        assert_eq!(read(json!({"tf32": true})), Ok(MatmulPrecision::Tf32));
+        assert_eq!(read(json!({"tf32": false})), Ok(MatmulPrecision::Fp32));
+        assert_eq!(read(json!({})), Ok(MatmulPrecision::Fp32));
+        // `matmul` wins over the old key.
+        assert_eq!(read(json!({"matmul": "bf16", "tf32": true})), Ok(MatmulPrecision::Bf16));
+        assert_eq!(
+            read(json!({"matmul": "fp16"})),
+            Err("matmul precision `fp16`: expected `fp32`, `tf32` or `bf16`".to_string())
+        );
+        assert_eq!(read(json!({"matmul": 16})), Err("option matmul must be a string, not 16".to_string()));
+        assert_eq!(read(json!({"tf32": "yes"})), Err(r#"option tf32 must be true or false, not "yes""#.to_string()));
+        assert_eq!(read(json!([1])), Err("options must be a JSON object, not [1]".to_string()));
     }
 }

@@ -8,6 +8,8 @@
 //! exactly (initialization, checkpoint tensors, data, the schedule, clipping, compressor seeds)
 //! and runs weight formats on the host through the loaded plugin (a device-to-host copy of the
 //! master weights, the plugin's compress and backward, host-to-device copies of the results).
+//! Gradients of micro-batches are summed on the device ([`FfiSession::accumulate`]), in the
+//! CPU trainer's order and operations.
 //!
 //! Versioning: [`ACCEL_ABI_VERSION`] is what abi_stable checks when the library is loaded.
 //! Bump its minor version on every change to this file, so a library built against an older
@@ -19,7 +21,9 @@ use abi_stable::std_types::{RBox, RResult, RStr, RString};
 use abi_stable::{StableAbi, declare_root_module_statics};
 
 /// Interface version of the accelerator ABI (checked by abi_stable on load).
-pub const ACCEL_ABI_VERSION: &str = "0.1.0";
+/// 0.2: `open`'s options name the matrix-product precision (`matmul`) instead of `tf32`.
+/// 0.3: [`FfiSession::accumulate`] sums micro-batch gradients on the device.
+pub const ACCEL_ABI_VERSION: &str = "0.3.0";
 
 /// Buffer ids of [`FfiSession::write`] and [`FfiSession::read`]: each holds one value per
 /// parameter, in [`crate::model::ParamLayout`] order.
@@ -48,8 +52,10 @@ pub struct AccelMod {
     /// Opens the driver and the first device; the device's name, or one line saying what is
     /// missing (driver, device, cuBLAS, NVRTC).
     pub probe: extern "C" fn() -> RResult<RString, RString>,
-    /// Opens a session for a model (`ModelConfig` as JSON) with options (JSON object:
-    /// `tf32`: bool). Buffers start at zero; the trainer uploads parameters and moments.
+    /// Opens a session for a model (`ModelConfig` as JSON) with options (JSON object,
+    /// [`crate::accel::AccelOptions`]: `matmul`: `"fp32"`, `"tf32"` or `"bf16"`, the precision of
+    /// the matrix products; an unknown one is refused). Buffers start at zero; the trainer
+    /// uploads parameters and moments.
     pub open: extern "C" fn(RStr<'_>, RStr<'_>) -> RResult<FfiSessionBox, RString>,
     /// Runs every kernel on the device against the trainer's CPU kernels on seeded random
     /// inputs; a report, one line per kernel (`name max_abs_diff tolerance ok|FAIL`).
@@ -97,8 +103,14 @@ mod ffi {
         fn grad_norm(&mut self) -> RResult<f64, RString>;
         /// One AdamW update (the CPU trainer's, `crate::optim`) with learning rate `lr`, 1-based
         /// update count `t` and gradient scale `scale` (clipping).
-        #[sabi(last_prefix_field)]
         fn adamw(&mut self, lr: f32, t: u64, scale: f32) -> RResult<(), RString>;
+        /// Gradient accumulation on the device, after the backward pass of micro-batch `k` of
+        /// `count`: `k = 0` copies `GRADS` into an accumulator, later ones add `GRADS` to it
+        /// (`acc += g`, in micro-batch order), and after the last (`k = count - 1`) `GRADS`
+        /// becomes `acc * inv` (`inv = 1 / count` in f32, from the caller): the operations of
+        /// the CPU trainer's `Trainer::step`, element by element.
+        #[sabi(last_prefix_field)]
+        fn accumulate(&mut self, k: u32, count: u32, inv: f32) -> RResult<(), RString>;
     }
 }
 #[doc(hidden)]

@@ -6,6 +6,10 @@
 //! they build it with [`crate::device::create`] from a [`crate::device::Device`], and
 //! checkpoints hold the same tensors whichever backend wrote them, so a run can resume on
 //! another device. (This module names no backend but the CPU one; `device` picks among them.)
+//!
+//! [`MatmulPrecision`] is what a run asks of a backend's matrix products: the CPU trainer has
+//! only `fp32`; the CUDA backend also runs the linear layers' products on tensor cores (`tf32`,
+//! `bf16`) while weights, gradients and optimizer state stay fp32.
 
 use crate::train::{StepStats, Trainer};
 
@@ -13,6 +17,46 @@ pub use crate::checkpoint::Tensors;
 
 /// The state of a run: its tensors and the step count.
 pub type State = (Tensors, u64);
+
+/// Precision of the matrix products of the linear layers (`--matmul`, `matmul = "..."`).
+///
+/// Every choice keeps fp32 data: master weights, activations, gradients and AdamW moments are
+/// stored in fp32 and every product accumulates in fp32; `tf32` and `bf16` only let the
+/// tensor cores round the products' fp32 inputs to TF32 (10 explicit mantissa bits) or BF16
+/// (7) inside each product. The CPU backend computes in fp32 only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MatmulPrecision {
+    /// Plain fp32 products (SGEMM; the CPU trainer's only choice).
+    #[default]
+    Fp32,
+    /// TF32 tensor-core products, fp32 accumulation.
+    Tf32,
+    /// BF16 tensor-core products, fp32 accumulation.
+    Bf16,
+}
+
+impl MatmulPrecision {
+    /// Every precision, default first.
+    pub const ALL: [MatmulPrecision; 3] = [MatmulPrecision::Fp32, MatmulPrecision::Tf32, MatmulPrecision::Bf16];
+
+    /// Parses `fp32`, `tf32` or `bf16`; the error is one line listing them.
+    pub fn parse(s: &str) -> Result<MatmulPrecision, String> {
+        let s = s.trim();
+        MatmulPrecision::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("matmul precision `{s}`: expected `fp32`, `tf32` or `bf16`"))
+    }
+
+    /// The name used on the command line, in experiment files, options and records.
+    pub fn name(self) -> &'static str {
+        match self {
+            MatmulPrecision::Fp32 => "fp32",
+            MatmulPrecision::Tf32 => "tf32",
+            MatmulPrecision::Bf16 => "bf16",
+        }
+    }
+}
 
 /// A training backend.
 pub trait Backend: Send {

@@ -493,6 +493,12 @@ impl<T: Float> Model<T> {
         &self.layout
     }
 
+    /// Per-token cross-entropy of the last forward pass (`n_seq * ctx` values, row order);
+    /// [`forward`](Self::forward) returns their mean.
+    pub fn token_losses(&self) -> &[T] {
+        &self.losses[..self.n_seq * self.cfg.ctx]
+    }
+
     /// Logits of the last forward pass (`rows x 256`, rows = n_seq * ctx).
     pub fn logits(&self) -> &[T] {
         &self.logits[..self.n_seq * self.cfg.ctx * VOCAB]

@@ -2,7 +2,7 @@
 //! training gives bit-identical losses to the trainer used directly, and a backend resumed from
 //! another's state continues exactly.
 
-use trainer::backend::Backend;
+use trainer::backend::{Backend, MatmulPrecision};
 use trainer::data::{Data, Source};
 use trainer::device::{self, Device};
 use trainer::model::preset;
@@ -23,12 +23,13 @@ fn cpu_backend_is_the_trainer_bit_for_bit_and_resumes_exactly() {
     let want: Vec<f32> = (0..8).map(|s| direct.step(&batch(s)).unwrap().loss).collect();
     let want_val = direct.eval_loss(&val).unwrap();
 
-    let mut b = device::create(Device::Cpu, cfg.clone(), opts(), None).unwrap();
+    let mut b = device::create(Device::Cpu, cfg.clone(), opts(), MatmulPrecision::Fp32, None).unwrap();
     assert_eq!(b.device(), "cpu");
     let mut got: Vec<f32> = (0..4).map(|s| b.step(&batch(s)).unwrap().loss).collect();
     // Resume a second backend from the first one's state after 4 steps.
     let state = (b.state().unwrap(), b.step_index());
-    let mut resumed: Box<dyn Backend> = device::create(Device::Cpu, cfg.clone(), opts(), Some(state)).unwrap();
+    let mut resumed: Box<dyn Backend> =
+        device::create(Device::Cpu, cfg.clone(), opts(), MatmulPrecision::Fp32, Some(state)).unwrap();
     assert_eq!(resumed.step_index(), 4);
     got.extend((4..8).map(|s| resumed.step(&batch(s)).unwrap().loss));
     assert_eq!(got, want);
@@ -38,7 +39,7 @@ fn cpu_backend_is_the_trainer_bit_for_bit_and_resumes_exactly() {
 #[test]
 fn unavailable_device_is_one_line() {
     let cfg = preset("lm-20k").unwrap();
-    let e = device::create(Device::Cuda, cfg, opts(), None).err().unwrap();
+    let e = device::create(Device::Cuda, cfg, opts(), MatmulPrecision::Fp32, None).err().unwrap();
     assert!(e.starts_with("device cuda: ") && !e.contains('\n'), "{e}");
     assert_eq!(Device::parse("cuda").unwrap(), Device::Cuda);
     assert!(Device::parse("tpu").unwrap_err().contains("expected `cpu` or `cuda`"));

@@ -26,6 +26,12 @@ extern "C" __global__ void add_inplace(float* y, const float* x, long n) {
     if (i < n) y[i] += x[i];
 }
 
+// y *= s.
+extern "C" __global__ void scale_inplace(float* y, float s, long n) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] *= s;
+}
+
 // u = silu(a) * b with ab = [a | b] per row (rows x 2h), u rows x h.
 extern "C" __global__ void swiglu_fwd(const float* ab, float* u, int rows, int h) {
     long i = (long)blockIdx.x * blockDim.x + threadIdx.x;

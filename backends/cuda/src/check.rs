@@ -7,9 +7,24 @@
 //! square root); 2e-6 for row reductions and `expf`/`logf` against the CPU's polynomial exp
 //! (a few ulp); 1e-5 for cuBLAS products and the attention kernels (sums of up to a few
 //! hundred products in another order); 1e-12 for the f64 gradient norm.
+//!
+//! The tensor-core products (`tf32`, `bf16`) are checked against the same fp32 references
+//! within a band. Their inputs are rounded inside the product to p explicit mantissa bits
+//! (TF32 10, BF16 7): relative input error uniform within +-u, u = 2^-(p+1) (within (-2u, 0]
+//! if the hardware truncates). Over k products of independent zero-mean inputs the output
+//! error has standard deviation sqrt(2/3) u sqrt(k) sx sw (truncation adds a bias of -2u times
+//! the output: about 2.6 u sqrt(k) sx sw in all), and over ~2e4 outputs both the largest error
+//! and the largest output are about 4.5 of their standard deviations, so max error / max |ref|
+//! is about 0.8 u rounding and 2.6 u truncating (TF32: 4e-4 / 1.3e-3; BF16: 3.2e-3 / 1.0e-2).
+//! Simulated on these very inputs (fp32 inputs rounded or truncated, exact sums) the three
+//! products give at most 3.7e-4 / 8.5e-4 (TF32) and 2.4e-3 / 6.4e-3 (BF16). The upper bounds
+//! are about 4.7x the truncating case (TF32 4e-3, BF16 3e-2); the lower bound, 1e-5 (the fp32
+//! tolerance, 23x below the smallest simulated TF32 value), fails a product that silently ran
+//! in fp32, so the check also shows that the precision reached cuBLAS.
 
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
+use trainer::backend::MatmulPrecision;
 use trainer::kernels::{self as cpu, AttnShape};
 use trainer::model::{NORM_EPS, ROPE_BASE, VOCAB};
 
@@ -23,6 +38,12 @@ struct Report {
 
 impl Report {
     fn compare(&mut self, name: &str, got: &[f32], want: &[f32], rel_tol: f64) {
+        self.compare_band(name, got, want, 0.0, rel_tol);
+    }
+
+    /// As `compare`, and the difference must also exceed `rel_min` (times the largest reference
+    /// value): for products that must differ from fp32.
+    fn compare_band(&mut self, name: &str, got: &[f32], want: &[f32], rel_min: f64, rel_tol: f64) {
         assert_eq!(got.len(), want.len(), "{name}: lengths");
         let scale = want.iter().fold(0f64, |m, &x| m.max((x as f64).abs())).max(1e-30);
         let diff = got.iter().zip(want).fold(0f64, |m, (&a, &b)| {
@@ -30,12 +51,13 @@ impl Report {
             if d.is_nan() { f64::INFINITY } else { m.max(d) }
         });
         let tol = rel_tol * scale;
-        let ok = diff <= tol;
+        let ok = diff <= tol && diff >= rel_min * scale;
         if !ok {
             self.failed += 1;
         }
+        let floor = if rel_min > 0.0 { format!("  at least {:.3e}", rel_min * scale) } else { String::new() };
         self.lines.push(format!(
-            "{name:<22} max_abs_diff {diff:.3e}  tolerance {tol:.3e}  (max |ref| {scale:.3e})  {}",
+            "{name:<22} max_abs_diff {diff:.3e}  tolerance {tol:.3e}{floor}  (max |ref| {scale:.3e})  {}",
             if ok { "ok" } else { "FAIL" }
         ));
     }
@@ -62,7 +84,7 @@ fn down(g: &Gpu, b: &DevBuf<f32>) -> Result<Vec<f32>, String> {
 /// Runs every check; `Err` when the device cannot run them, `Ok` with the report otherwise
 /// (the last line says `all N kernels ok` or how many failed).
 pub fn run() -> Result<String, String> {
-    let g = Gpu::open(false)?;
+    let mut g = Gpu::open(MatmulPrecision::Fp32)?;
     g.bind()?;
     let mut r = Report { lines: vec![format!("kernel checks on {}", g.name)], failed: 0 };
     // Awkward sizes on purpose: ctx and hd not multiples of 32, rows not a multiple of 64.
@@ -91,6 +113,19 @@ pub fn run() -> Result<String, String> {
     let mut dw = vec![0f32; h * d];
     cpu::linear_bwd_w(&dy, &x, &mut dw, rows, d, h, false);
     r.compare("linear_bwd_w (cuBLAS)", &down(&g, &dwb)?, &dw, 1e-5);
+    // The same products on tensor cores, against the same fp32 references (band: module docs).
+    for (p, tol) in [(MatmulPrecision::Tf32, 4e-3), (MatmulPrecision::Bf16, 3e-2)] {
+        g.set_matmul(p);
+        let name = p.name();
+        g.linear_fwd(xb.ptr, wb.ptr, yb.ptr, rows, d, h)?;
+        r.compare_band(&format!("linear_fwd {name}"), &down(&g, &yb)?, &y, 1e-5, tol);
+        g.upload(dxb.ptr, &x)?;
+        g.linear_bwd_x(dyb.ptr, wb.ptr, dxb.ptr, rows, d, h, true)?;
+        r.compare_band(&format!("linear_bwd_x {name}"), &down(&g, &dxb)?, &dx, 1e-5, tol);
+        g.linear_bwd_w(dyb.ptr, xb.ptr, dwb.ptr, rows, d, h)?;
+        r.compare_band(&format!("linear_bwd_w {name}"), &down(&g, &dwb)?, &dw, 1e-5, tol);
+    }
+    g.set_matmul(MatmulPrecision::Fp32);
 
     // Embedding.
     let tokens: Vec<u8> = (0..rows).map(|i| ((i * 37 + i * i) % 251) as u8).collect();
@@ -106,6 +141,23 @@ pub fn run() -> Result<String, String> {
     let mut demb = vec![0f32; VOCAB * d];
     cpu::embedding_bwd(&tokens, &x, &mut demb, d);
     r.compare("embedding_bwd", &down(&g, &deb)?, &demb, 0.0);
+
+    // Gradient accumulation's element operations (`Session::accumulate`): a sum of three
+    // micro-batch gradients in order, then the mean, as `Trainer::step` computes them.
+    let parts: Vec<Vec<f32>> = (0..3).map(|k| randn(rows * d, 20 + k, 1.0)).collect();
+    let accb = up(&g, &parts[0])?;
+    for p in &parts[1..] {
+        let pb = up(&g, p)?;
+        g.add(accb.ptr, pb.ptr, p.len())?;
+    }
+    let inv = 1.0 / 3.0f32;
+    g.scale(accb.ptr, inv, rows * d)?;
+    let mut mean = parts[0].clone();
+    for p in &parts[1..] {
+        mean.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+    }
+    mean.iter_mut().for_each(|a| *a *= inv);
+    r.compare("add_inplace + scale_inplace (accumulation)", &down(&g, &accb)?, &mean, 0.0);
 
     // RMSNorm.
     let gain = randn(d, 5, 0.3).iter().map(|v| 1.0 + v).collect::<Vec<f32>>();

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use cudarc::cublas::sys as blas;
 use cudarc::driver::sys::CUdeviceptr;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, LaunchConfig, PushKernelArg, result};
+use trainer::backend::MatmulPrecision;
 
 use crate::{kernels, libs};
 
@@ -63,6 +64,8 @@ pub struct Gpu {
     /// The one stream everything runs on.
     pub stream: Arc<CudaStream>,
     blas: blas::cublasHandle_t,
+    /// Precision of the matrix products ([`Gpu::set_matmul`]).
+    matmul: MatmulPrecision,
     funcs: HashMap<&'static str, CudaFunction>,
     _modules: Vec<Arc<CudaModule>>,
     /// `NAME (sm_XY)`.
@@ -112,8 +115,8 @@ macro_rules! launch {
 
 impl Gpu {
     /// Opens device 0, compiles (or loads from the cache) every kernel and creates cuBLAS;
-    /// `tf32`: TF32 tensor-core matrix products.
-    pub fn open(tf32: bool) -> Result<Gpu, String> {
+    /// matrix products at `matmul` (see [`Gpu::set_matmul`]).
+    pub fn open(matmul: MatmulPrecision) -> Result<Gpu, String> {
         let (ctx, name, (major, minor)) = probe()?;
         // All buffers are raw pointers on one stream: cudarc's per-buffer events are not needed.
         // SAFETY: no cudarc-managed buffer is shared between streams.
@@ -139,14 +142,34 @@ impl Gpu {
         unsafe {
             cudarc::cublas::result::set_stream(handle, stream.cu_stream() as blas::cudaStream_t)
                 .map_err(|e| format!("cuBLAS: {e:?}"))?;
-            let mode = if tf32 {
-                blas::cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH
-            } else {
-                blas::cublasMath_t::CUBLAS_DEFAULT_MATH
-            };
-            blas::cublasSetMathMode(handle, mode).result().map_err(|e| format!("cuBLAS: {e:?}"))?;
+            // The default math mode: each product's precision is its compute type (`gemm`), so
+            // the handle never lets a plain SGEMM use tensor cores.
+            blas::cublasSetMathMode(handle, blas::cublasMath_t::CUBLAS_DEFAULT_MATH)
+                .result()
+                .map_err(|e| format!("cuBLAS: {e:?}"))?;
         }
-        Ok(Gpu { ctx, stream, blas: handle, funcs, _modules: modules, name: format!("{name} (sm_{major}{minor})") })
+        Ok(Gpu {
+            ctx,
+            stream,
+            blas: handle,
+            matmul,
+            funcs,
+            _modules: modules,
+            name: format!("{name} (sm_{major}{minor})"),
+        })
+    }
+
+    /// Sets the precision of the following matrix products: `fp32` is cuBLAS SGEMM
+    /// (`CUBLAS_COMPUTE_32F`, no tensor cores); `tf32` and `bf16` are `cublasGemmEx` on the
+    /// same fp32 buffers with `CUBLAS_COMPUTE_32F_FAST_TF32` / `CUBLAS_COMPUTE_32F_FAST_16BF`
+    /// (tensor cores round the inputs inside the product; fp32 accumulation and output).
+    pub fn set_matmul(&mut self, matmul: MatmulPrecision) {
+        self.matmul = matmul;
+    }
+
+    /// The precision of the matrix products.
+    pub fn matmul(&self) -> MatmulPrecision {
+        self.matmul
     }
 
     fn func(&self, name: &'static str) -> Result<&CudaFunction, String> {
@@ -222,9 +245,10 @@ impl Gpu {
         self.stream.synchronize().map_err(|e| format!("the GPU reported an error: {e:?}"))
     }
 
-    /// Column-major cuBLAS SGEMM `C (m x n) = alpha op(A) op(B) + beta C`.
+    /// Column-major `C (m x n) = op(A) op(B) + beta C` on fp32 buffers, at the precision of
+    /// [`Gpu::set_matmul`].
     #[allow(clippy::too_many_arguments)]
-    fn sgemm(
+    fn gemm(
         &self,
         ta: bool,
         tb: bool,
@@ -241,27 +265,57 @@ impl Gpu {
     ) -> Result<(), String> {
         let op = |t: bool| if t { blas::cublasOperation_t::CUBLAS_OP_T } else { blas::cublasOperation_t::CUBLAS_OP_N };
         let alpha = 1.0f32;
+        let compute = match self.matmul {
+            MatmulPrecision::Fp32 => None,
+            MatmulPrecision::Tf32 => Some(blas::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32),
+            MatmulPrecision::Bf16 => Some(blas::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_16BF),
+        };
+        let f32_t = blas::cudaDataType::CUDA_R_32F;
         // SAFETY: the callers below derive every size and leading dimension from the buffers'
-        // row-major shapes; alpha and beta are host scalars (the handle's default pointer mode).
+        // row-major shapes; alpha and beta are host scalars (the handle's default pointer mode),
+        // f32 as every compute type here (32F, 32F_FAST_*) scales in f32.
         unsafe {
-            cudarc::cublas::result::sgemm(
-                self.blas,
-                op(ta),
-                op(tb),
-                m as i32,
-                n as i32,
-                k as i32,
-                &alpha,
-                a as *const f32,
-                lda as i32,
-                b as *const f32,
-                ldb as i32,
-                &beta,
-                c as *mut f32,
-                ldc as i32,
-            )
+            match compute {
+                None => cudarc::cublas::result::sgemm(
+                    self.blas,
+                    op(ta),
+                    op(tb),
+                    m as i32,
+                    n as i32,
+                    k as i32,
+                    &alpha,
+                    a as *const f32,
+                    lda as i32,
+                    b as *const f32,
+                    ldb as i32,
+                    &beta,
+                    c as *mut f32,
+                    ldc as i32,
+                ),
+                Some(compute) => cudarc::cublas::result::gemm_ex(
+                    self.blas,
+                    op(ta),
+                    op(tb),
+                    m as i32,
+                    n as i32,
+                    k as i32,
+                    (&alpha as *const f32).cast(),
+                    a as *const std::ffi::c_void,
+                    f32_t,
+                    lda as i32,
+                    b as *const std::ffi::c_void,
+                    f32_t,
+                    ldb as i32,
+                    (&beta as *const f32).cast(),
+                    c as *mut std::ffi::c_void,
+                    f32_t,
+                    ldc as i32,
+                    compute,
+                    blas::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+                ),
+            }
         }
-        .map_err(|e| format!("cuBLAS SGEMM ({m}x{n}x{k}) failed: {e:?}"))
+        .map_err(|e| format!("cuBLAS {} GEMM ({m}x{n}x{k}) failed: {e:?}", self.matmul.name()))
     }
 
     /// `y (rows x out) = x (rows x in) W^T`, W row-major `out x in` (`kernels::linear_fwd`).
@@ -275,7 +329,7 @@ impl Gpu {
         dout: usize,
     ) -> Result<(), String> {
         // Column-major: Y^T (out x rows) = W (out x in, stored as in x out: op T) X^T (in x rows).
-        self.sgemm(true, false, dout, rows, din, w, din, x, din, 0.0, y, dout)
+        self.gemm(true, false, dout, rows, din, w, din, x, din, 0.0, y, dout)
     }
 
     /// `dx (rows x in) [+]= dy (rows x out) W` (`kernels::linear_bwd_x`).
@@ -291,7 +345,7 @@ impl Gpu {
         accumulate: bool,
     ) -> Result<(), String> {
         // Column-major: dX^T (in x rows) = W^T (in x out, as stored) dY^T (out x rows).
-        self.sgemm(false, false, din, rows, dout, w, din, dy, dout, if accumulate { 1.0 } else { 0.0 }, dx, din)
+        self.gemm(false, false, din, rows, dout, w, din, dy, dout, if accumulate { 1.0 } else { 0.0 }, dx, din)
     }
 
     /// `dW (out x in) = dy^T (out x rows) x (rows x in)` (`kernels::linear_bwd_w`).
@@ -305,7 +359,7 @@ impl Gpu {
         dout: usize,
     ) -> Result<(), String> {
         // Column-major: dW^T (in x out) = X^T (in x rows, as stored) dY (rows x out: op T of stored out x rows).
-        self.sgemm(false, true, din, dout, rows, x, din, dy, dout, 0.0, dw, din)
+        self.gemm(false, true, din, dout, rows, x, din, dy, dout, 0.0, dw, din)
     }
 
     /// `x[r] = emb[tok[r]]`.
@@ -337,6 +391,11 @@ impl Gpu {
     /// `y += x` over `n` values.
     pub fn add(&self, y: CUdeviceptr, x: CUdeviceptr, n: usize) -> Result<(), String> {
         launch!(self, "add_inplace", grid1(n), y, x, n as i64)
+    }
+
+    /// `y *= s` over `n` values.
+    pub fn scale(&self, y: CUdeviceptr, s: f32, n: usize) -> Result<(), String> {
+        launch!(self, "scale_inplace", grid1(n), y, s, n as i64)
     }
 
     /// SwiGLU forward.

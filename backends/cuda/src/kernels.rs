@@ -21,7 +21,16 @@ pub const MODULES: &[(&str, &str, &[&str])] = &[
     (
         "elementwise",
         include_str!("../kernels/elementwise.cu"),
-        &["embedding_fwd", "embedding_bwd", "add_inplace", "swiglu_fwd", "swiglu_bwd", "ce_fwd", "ce_bwd"],
+        &[
+            "embedding_fwd",
+            "embedding_bwd",
+            "add_inplace",
+            "scale_inplace",
+            "swiglu_fwd",
+            "swiglu_bwd",
+            "ce_fwd",
+            "ce_bwd",
+        ],
     ),
     (
         "norm",

@@ -90,8 +90,8 @@ extern "C" fn open(cfg: RStr<'_>, options: RStr<'_>) -> RResult<FfiSessionBox, R
         let cfg: ModelConfig = serde_json::from_str(cfg.as_str()).map_err(|e| format!("bad model config: {e}"))?;
         let opts: serde_json::Value =
             serde_json::from_str(options.as_str()).map_err(|e| format!("bad options: {e}"))?;
-        let tf32 = opts.get("tf32").and_then(|v| v.as_bool()).unwrap_or(false);
-        let s = session::Session::open(cfg, tf32)?;
+        let opts = trainer::accel::AccelOptions::from_json(&opts)?;
+        let s = session::Session::open(cfg, opts.matmul)?;
         Ok(FfiSession_TO::from_value(s, TD_Opaque))
     })
 }

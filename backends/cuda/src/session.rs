@@ -4,6 +4,7 @@
 use abi_stable::std_types::{RResult, RSlice, RSliceMut, RString};
 use cudarc::driver::sys::CUdeviceptr;
 use trainer::accel_abi::{FfiSession, buf};
+use trainer::backend::MatmulPrecision;
 use trainer::model::{ModelConfig, NORM_EPS, ParamKind, ParamLayout, ROPE_BASE, VOCAB};
 
 use crate::gpu::{DG_CHUNK, DevBuf, Gpu, MAX_HEAD_DIM, NORM_CHUNK};
@@ -77,11 +78,14 @@ pub struct Session {
     start: DevBuf<i32>,
     /// Rows and parameter vector of the last forward pass (the backward pass needs them).
     last: Option<(usize, bool)>,
+    /// Sum of the micro-batch gradients of this step ([`Session::accumulate`]); allocated on
+    /// first use, so runs without accumulation do not pay for it.
+    acc: Option<DevBuf<f32>>,
 }
 
 impl Session {
-    /// Allocates every buffer for `cfg` (batch `cfg.batch`).
-    pub fn open(cfg: ModelConfig, tf32: bool) -> Result<Session, String> {
+    /// Allocates every buffer for `cfg` (batch `cfg.batch`); matrix products at `matmul`.
+    pub fn open(cfg: ModelConfig, matmul: MatmulPrecision) -> Result<Session, String> {
         cfg.validate()?;
         if cfg.head_dim() > MAX_HEAD_DIM {
             return Err(format!(
@@ -90,7 +94,7 @@ impl Session {
                 cfg.head_dim()
             ));
         }
-        let gpu = Gpu::open(tf32)?;
+        let gpu = Gpu::open(matmul)?;
         gpu.bind()?;
         let layout = ParamLayout::new(&cfg);
         let (d, hdn, rows, n) = (cfg.d_model, cfg.d_hidden, cfg.batch * cfg.ctx, layout.total);
@@ -145,6 +149,7 @@ impl Session {
             order: gpu.alloc::<i32>(rows)?,
             start: gpu.alloc::<i32>(VOCAB + 1)?,
             last: None,
+            acc: None,
             gpu,
             cfg,
             layout,
@@ -314,6 +319,30 @@ impl Session {
         Ok(self.gpu.sumsq(self.grads.ptr, self.layout.total, &self.norm_partial)?.sqrt())
     }
 
+    /// Micro-batch `k` of `count` into the accumulator; after the last, `GRADS = acc * inv`
+    /// (as `Trainer::step`: `g = g0; g += g1; ...; g *= inv`).
+    pub fn accumulate(&mut self, k: u32, count: u32, inv: f32) -> Result<(), String> {
+        if count < 2 || k >= count {
+            return Err(format!("accumulate: micro-batch {k} of {count} (needs 0 <= k < count, count >= 2)"));
+        }
+        self.gpu.bind()?;
+        let n = self.layout.total;
+        if self.acc.is_none() {
+            self.acc = Some(self.gpu.alloc::<f32>(n)?);
+        }
+        let acc = self.acc.as_ref().expect("allocated above").ptr;
+        if k == 0 {
+            self.gpu.copy::<f32>(acc, self.grads.ptr, n)?;
+        } else {
+            self.gpu.add(acc, self.grads.ptr, n)?;
+        }
+        if k + 1 == count {
+            self.gpu.copy::<f32>(self.grads.ptr, acc, n)?;
+            self.gpu.scale(self.grads.ptr, inv, n)?;
+        }
+        self.gpu.sync()
+    }
+
     /// One AdamW update, tensor by tensor (norm gains without weight decay).
     pub fn adamw(&mut self, lr: f32, t: u64, scale: f32) -> Result<(), String> {
         self.gpu.bind()?;
@@ -364,5 +393,8 @@ impl FfiSession for Session {
     }
     fn adamw(&mut self, lr: f32, t: u64, scale: f32) -> RResult<(), RString> {
         guarded("updating the parameters", || Session::adamw(self, lr, t, scale))
+    }
+    fn accumulate(&mut self, k: u32, count: u32, inv: f32) -> RResult<(), RString> {
+        guarded("accumulating gradients", || Session::accumulate(self, k, count, inv))
     }
 }

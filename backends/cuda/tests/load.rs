@@ -6,6 +6,7 @@ use std::path::Path;
 
 use backend_cuda::libs;
 use trainer::accel::{self, AccelLib};
+use trainer::backend::MatmulPrecision;
 use trainer::device::{self, Device};
 use trainer::model::preset;
 
@@ -50,8 +51,11 @@ fn without_a_driver_the_error_is_one_line_naming_it() {
     // The same line through the backend seam host uses.
     let cfg = preset("lm-20k").unwrap();
     let opts = trainer::TrainOptions { seed: 1, total_steps: 2, ..Default::default() };
-    let e2 = device::create(Device::Cuda, cfg, opts, None).err().unwrap();
+    let e2 = device::create(Device::Cuda, cfg.clone(), opts, MatmulPrecision::Fp32, None).err().unwrap();
     assert_eq!(e2, e);
+    // Every precision is a CUDA option: what is missing is still the driver.
+    let opts = trainer::TrainOptions { seed: 1, total_steps: 2, ..Default::default() };
+    assert_eq!(device::create(Device::Cuda, cfg, opts, MatmulPrecision::Bf16, None).err().unwrap(), e);
     assert_eq!(device::check(Device::Cuda).unwrap_err(), e);
 }
 

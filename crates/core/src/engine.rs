@@ -128,37 +128,54 @@ pub fn squared_error(x: &[f32], y: &[f32]) -> f64 {
 /// with its 8 lanes in one register (`lane += (y - x) * (y - x)`, as the
 /// plain sum does), the lanes stored and added in `f64` in lane order; the
 /// blocks after the last group of four by [`block_sum`].
+///
+/// The groups are visited from the end of the tensor back to its start: a
+/// format writes its output front to back, so its last megabytes (and the
+/// input's) are still in cache when the sum begins. Block sums are kept and
+/// added in block order afterwards, so the result does not depend on the
+/// visiting order.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn squared_error_avx2(x: &[f32], y: &[f32]) -> f64 {
     use std::arch::x86_64::*;
+    thread_local! {
+        static SUMS: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
     let n = x.len().min(y.len());
     let (x, y) = (&x[..n], &y[..n]);
-    let mut total = 0f64;
-    let mut xq = x.chunks_exact(4 * SQ_BLOCK);
-    let mut yq = y.chunks_exact(4 * SQ_BLOCK);
-    for (xb, yb) in (&mut xq).zip(&mut yq) {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        for m in 0..SQ_BLOCK / 8 {
-            for (b, a) in acc.iter_mut().enumerate() {
-                let o = b * SQ_BLOCK + 8 * m;
-                // SAFETY: `o + 8 <= 4 * SQ_BLOCK`, the length of both chunks.
-                let d =
-                    unsafe { _mm256_sub_ps(_mm256_loadu_ps(yb.as_ptr().add(o)), _mm256_loadu_ps(xb.as_ptr().add(o))) };
-                *a = _mm256_add_ps(*a, _mm256_mul_ps(d, d));
+    let groups = n / (4 * SQ_BLOCK);
+    let (xq, yq) = (&x[..groups * 4 * SQ_BLOCK], &y[..groups * 4 * SQ_BLOCK]);
+    SUMS.with(|sums| {
+        let mut sums = sums.borrow_mut();
+        sums.clear();
+        sums.resize(4 * groups, 0.0);
+        for g in (0..groups).rev() {
+            let (xb, yb) = (&xq[g * 4 * SQ_BLOCK..], &yq[g * 4 * SQ_BLOCK..]);
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for m in 0..SQ_BLOCK / 8 {
+                for (b, a) in acc.iter_mut().enumerate() {
+                    let o = b * SQ_BLOCK + 8 * m;
+                    // SAFETY: `o + 8 <= 4 * SQ_BLOCK`, within both slices.
+                    let d = unsafe {
+                        _mm256_sub_ps(_mm256_loadu_ps(yb.as_ptr().add(o)), _mm256_loadu_ps(xb.as_ptr().add(o)))
+                    };
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(d, d));
+                }
+            }
+            for (b, a) in acc.into_iter().enumerate() {
+                let mut lanes = [0f32; 8];
+                // SAFETY: `lanes` holds 8 values.
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), a) };
+                sums[4 * g + b] = lanes.iter().map(|&v| v as f64).sum::<f64>();
             }
         }
-        for a in acc {
-            let mut lanes = [0f32; 8];
-            // SAFETY: `lanes` holds 8 values.
-            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), a) };
-            total += lanes.iter().map(|&v| v as f64).sum::<f64>();
+        let mut total = sums.iter().fold(0f64, |t, &b| t + b);
+        let (xr, yr) = (&x[groups * 4 * SQ_BLOCK..], &y[groups * 4 * SQ_BLOCK..]);
+        for (xb, yb) in xr.chunks(SQ_BLOCK).zip(yr.chunks(SQ_BLOCK)) {
+            total += block_sum(xb, yb);
         }
-    }
-    for (xb, yb) in xq.remainder().chunks(SQ_BLOCK).zip(yq.remainder().chunks(SQ_BLOCK)) {
-        total += block_sum(xb, yb);
-    }
-    total
+        total
+    })
 }
 
 /// Elements per block of [`squared_error`].

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 use toml::Value;
+use trainer::backend::MatmulPrecision;
+use trainer::device::Device;
 
 /// A string or a list of strings.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -261,6 +263,10 @@ pub struct Train {
     /// Tokens per optimizer step (`host train --batch-tokens`; default: the preset's batch).
     #[serde(default)]
     pub batch_tokens: Option<usize>,
+    /// Precision of the matrix products: `fp32` (default), or `tf32` / `bf16` with
+    /// `device = "cuda"` (`host train --matmul`).
+    #[serde(default)]
+    pub matmul: Option<String>,
 }
 
 fn default_none() -> Vec<String> {
@@ -400,6 +406,14 @@ impl Experiment {
             }
             if t.eval_windows == Some(0) {
                 return Err(format!("{}: [train] eval_windows must be at least 1", at("eval_windows")));
+            }
+            if let Some(m) = &t.matmul {
+                let m = MatmulPrecision::parse(m).map_err(|e| format!("{}: [train] {e}", at("matmul")))?;
+                // An unknown device is reported by the plan; a known one must support the precision.
+                let device = Device::parse(t.device.as_deref().unwrap_or("cpu"));
+                if let Ok(d) = device {
+                    trainer::device::supports(d, m).map_err(|e| format!("{}: [train] {e}", at("matmul")))?;
+                }
             }
         }
         if e.formats.is_empty() && e.train.is_none() {

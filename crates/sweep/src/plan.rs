@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 use super::exp::Experiment;
 use host_core::loader::Loaded;
 use host_core::spec;
+use trainer::backend::MatmulPrecision;
 
 /// Version of the job configuration schema (part of every hash).
 pub const SCHEMA: u32 = 2;
@@ -311,6 +312,18 @@ pub fn build(exp: &Experiment, exp_path: &Path, results: &Path, libs: &[Loaded])
                             }
                             if let Some(t) = t.batch_tokens {
                                 config["batch_tokens"] = t.into();
+                            }
+                            // Likewise a matrix-product precision other than fp32 (checked
+                            // against the device when the experiment was read).
+                            if let Some(m) = t
+                                .matmul
+                                .as_deref()
+                                .map(MatmulPrecision::parse)
+                                .transpose()
+                                .map_err(|e| format!("{}: [train] {e}", exp_path.display()))?
+                                && m != MatmulPrecision::Fp32
+                            {
+                                config["matmul"] = m.name().into();
                             }
                             let budget = match (steps, tpp) {
                                 (Some(s), _) => format!("{s} steps"),

@@ -232,6 +232,7 @@ fn run_train(ctx: &Context, job: &Job, files: &JobFiles, lease: &Lease) -> Resul
         device: c["device"].as_str().unwrap_or("cpu").to_string(),
         accum: c["accum"].as_u64().unwrap_or(1) as usize,
         batch_tokens: c["batch_tokens"].as_u64().map(|t| t as usize),
+        matmul: c["matmul"].as_str().unwrap_or("fp32").to_string(),
     };
     let mut record = host_train::execute(&a, ctx.verbose)?;
     let mut timing = serde_json::Map::new();

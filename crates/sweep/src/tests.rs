@@ -290,3 +290,71 @@ fn grid_explosion_is_refused_before_expanding() {
     let e = parse("[[formats]]\nkind = \"int\"\nparams = { bits = [1, 2, 3], group = [16, 32] }\n").unwrap();
     assert_eq!(e.format_specs().unwrap().len(), 6);
 }
+
+/// The train jobs of a train-only experiment (formats `none` need no plugin): (what, hash, config).
+fn train_jobs(text: &str) -> Vec<(String, String, serde_json::Value)> {
+    let e = parse(text).unwrap();
+    let m = plan::build(&e, Path::new("EXP.toml"), Path::new("EXP.results"), &[]).unwrap();
+    m.jobs.into_iter().filter(|j| j.kind == "train").map(|j| (j.what, j.hash, j.config)).collect()
+}
+
+/// The `[train]` table of examples/validation/synthetic.toml with its `none` format only.
+const STUDY_TRAIN: &str = "[train]\nmodels = [\"lm-10k\"]\ntokens_per_param = [20]\nformats = [\"none\"]\n\
+    seeds = [0]\ndata = \"synthetic\"\neval_every = 500\neval_windows = 512\ncheckpoint_every = 200\n";
+
+#[test]
+fn matmul_precision_enters_a_job_only_when_not_fp32_and_finished_hashes_stay() {
+    // Pinned before the option existed: the finished validation study's job
+    // (examples/validation/synthetic.results/jobs/23a312373e41e01d.json) and the quick sweep's
+    // (examples/experiments/quick.toml, `train lm-50k none, 0.5 tok/param, seed 0`).
+    let study = train_jobs(STUDY_TRAIN);
+    assert_eq!(study.len(), 1);
+    assert_eq!(
+        (study[0].0.as_str(), study[0].1.as_str()),
+        ("train lm-10k none, 20 tok/param, seed 0", "23a312373e41e01d")
+    );
+    let quick = "[train]\nmodels = [\"lm-50k\"]\nformats = [\"none\"]\nseeds = [0]\ndata = \"synthetic\"\n\
+        tokens_per_param = [0.5]\neval_every = 50\ncheckpoint_every = 10\n";
+    assert_eq!(train_jobs(quick)[0].1, "eba1fdbde9cff901");
+    // `matmul = "fp32"` is the default: the same job, the same hash, no key.
+    let fp32 = train_jobs(&format!("{STUDY_TRAIN}matmul = \"fp32\"\n"));
+    assert_eq!(fp32, study);
+    assert!(fp32[0].2.get("matmul").is_none());
+    // On CUDA, fp32 keeps the device-only hash; tf32 and bf16 are new jobs, each its own.
+    let cuda = |m: &str| train_jobs(&format!("{STUDY_TRAIN}device = \"cuda\"\n{m}"));
+    let plain = cuda("");
+    assert_eq!(cuda("matmul = \"fp32\"\n"), plain);
+    let tf32 = cuda("matmul = \"tf32\"\n");
+    let bf16 = cuda("matmul = \"bf16\"\n");
+    assert_eq!((&tf32[0].2["matmul"], &bf16[0].2["matmul"]), (&json!("tf32"), &json!("bf16")));
+    let hashes = [&study[0].1, &plain[0].1, &tf32[0].1, &bf16[0].1];
+    for (i, a) in hashes.iter().enumerate() {
+        for b in &hashes[i + 1..] {
+            assert_ne!(a, b);
+        }
+    }
+    // The hash is the configuration's: the default job's config plus the key, nothing else.
+    let mut want = plain[0].2.clone();
+    want["matmul"] = json!("tf32");
+    assert_eq!(tf32[0].2, want);
+    assert_eq!(tf32[0].1, job_hash(&want));
+}
+
+#[test]
+fn matmul_errors_name_line_and_column_and_the_cpu_refuses_tensor_cores() {
+    let e = parse(&format!("{STUDY_TRAIN}device = \"cuda\"\nmatmul = \"fp16\"\n")).unwrap_err();
+    assert_eq!(e, "EXP.toml: line 11, column 1: [train] matmul precision `fp16`: expected `fp32`, `tf32` or `bf16`");
+    for text in
+        [format!("{STUDY_TRAIN}matmul = \"bf16\"\n"), format!("{STUDY_TRAIN}device = \"cpu\"\nmatmul = \"tf32\"\n")]
+    {
+        let e = parse(&text).unwrap_err();
+        let p = if text.contains("bf16") { "bf16" } else { "tf32" };
+        assert_eq!(
+            e,
+            format!(
+                "EXP.toml: line {}, column 1: [train] matmul precision `{p}` needs device cuda: the CPU trainer computes matrix products in fp32 only (use `fp32`, or train with device `cuda`)",
+                text.lines().count()
+            )
+        );
+    }
+}

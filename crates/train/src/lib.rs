@@ -24,7 +24,7 @@ use std::time::Instant;
 use clap::Args;
 use sdk::Shape;
 use serde_json::{Value, json};
-use trainer::backend::Backend;
+use trainer::backend::{Backend, MatmulPrecision};
 use trainer::compress::Compressor;
 use trainer::data::{Data, Source};
 use trainer::device::{self, Device};
@@ -111,6 +111,12 @@ pub struct TrainArgs {
     /// the preset's. Must be a multiple of the preset's context.
     #[arg(long, value_name = "T")]
     pub batch_tokens: Option<usize>,
+    /// Precision of the linear layers' matrix products on the CUDA backend: `fp32` (plain
+    /// SGEMM), `tf32` or `bf16` (tensor cores round each product's inputs to TF32 / BF16;
+    /// fp32 accumulation). Weights, gradients and optimizer state stay fp32 with every choice.
+    /// The CPU backend supports only `fp32`. CUDA run records name it (`matmul`).
+    #[arg(long, default_value = "fp32", value_name = "PRECISION")]
+    pub matmul: String,
 }
 
 /// The `--list-models` table.
@@ -267,6 +273,14 @@ fn identity(a: &TrainArgs, cfg: &ModelConfig, data: &Data, total: u64) -> Value 
     })
 }
 
+/// Names the precision of the matrix products in a run record (`matmul`) on every device that
+/// has a choice: the CPU computes in fp32 only, and its records keep their columns.
+fn name_matmul(record: &mut Value, device: Device, matmul: MatmulPrecision) {
+    if device != Device::Cpu {
+        record["matmul"] = matmul.name().into();
+    }
+}
+
 /// Appends one JSON line to `path`.
 fn append_line(path: &Path, v: &Value) -> Result<(), String> {
     let mut f = std::fs::OpenOptions::new()
@@ -314,6 +328,8 @@ pub fn run(a: TrainArgs, verbose: bool) -> Result<(), String> {
 pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
     let a = a.clone();
     let device = Device::parse(&a.device)?;
+    let matmul = MatmulPrecision::parse(&a.matmul)?;
+    device::supports(device, matmul)?;
     device::check(device)?;
     let mut cfg = model::preset(&a.model)?;
     if let Some(lr) = a.lr {
@@ -393,7 +409,7 @@ pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
         }
         let step = meta["step"].as_u64().ok_or("--resume: checkpoint has no step")?;
         let losses: Vec<f32> = serde_json::from_value(meta["losses"].clone()).map_err(|e| e.to_string())?;
-        let t = device::create(device, cfg.clone(), opts, Some((tensors, step)))?;
+        let t = device::create(device, cfg.clone(), opts, matmul, Some((tensors, step)))?;
         (t, losses, meta["seconds"].as_f64().unwrap_or(0.0))
     } else {
         if ckpt.exists() {
@@ -403,7 +419,7 @@ pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
             ));
         }
         let _ = std::fs::remove_file(&metrics);
-        (device::create(device, cfg.clone(), opts, None)?, Vec::new(), 0.0)
+        (device::create(device, cfg.clone(), opts, matmul, None)?, Vec::new(), 0.0)
     };
     let val = data.val_batches(a.eval_windows, cfg.ctx);
     let start_step = t.step_index();
@@ -496,6 +512,7 @@ pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
         if a.batch_tokens.is_some() {
             record["batch_tokens"] = (cfg.batch * cfg.ctx).into();
         }
+        name_matmul(&mut record, device, matmul);
         Ok(record)
     })??;
     let text = serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?;
@@ -514,4 +531,24 @@ fn progress(total: u64, at: u64) -> Option<indicatif::ProgressBar> {
     );
     b.set_position(at);
     Some(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuda_records_name_the_matmul_precision_and_cpu_records_keep_their_columns() {
+        let base = json!({"model": "lm-20k", "val_loss": 1.5});
+        let mut cpu = base.clone();
+        name_matmul(&mut cpu, Device::Cpu, MatmulPrecision::Fp32);
+        assert_eq!(cpu, base);
+        for (p, name) in
+            [(MatmulPrecision::Fp32, "fp32"), (MatmulPrecision::Tf32, "tf32"), (MatmulPrecision::Bf16, "bf16")]
+        {
+            let mut r = base.clone();
+            name_matmul(&mut r, Device::Cuda, p);
+            assert_eq!(r, json!({"model": "lm-20k", "val_loss": 1.5, "matmul": name}));
+        }
+    }
 }

@@ -292,17 +292,19 @@ impl Codebook {
     /// The brute-force search of [`Codebook::nearest`] in AVX2 intrinsics:
     /// the same `f32` operations per lane (`d = norm; d = d + c_k * y_k`) and
     /// the same selection, the smallest index among the smallest values.
-    /// Even and odd blocks are searched by two independent chains (each
-    /// keeps a lane's earlier codeword on a tie, tracked as its block number
-    /// in an `f32` lane, exact below 2^24) that are merged lane by lane with
-    /// the tie rule, so the compare-and-blend latency is paid once per two
-    /// blocks.
+    /// Block `j` is searched by chain `j mod CHAINS` (four independent chains,
+    /// so the `P` dependent additions of one block overlap with the other
+    /// chains' instead of stalling the loop); each chain keeps a lane's
+    /// earlier codeword on a tie, tracked as its block number in an `f32`
+    /// lane (exact below 2^24), and the chains are merged lane by lane with
+    /// the tie rule.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     #[inline]
     unsafe fn brute_avx2<const P: usize>(&self, y: &[f32; P]) -> usize {
         use std::arch::x86_64::*;
         const { assert!(LANES == 8) };
+        const CHAINS: usize = 4;
         let stride = (P + 1) * LANES;
         let yv: [__m256; P] = std::array::from_fn(|k| _mm256_set1_ps(y[k]));
         let dist = |p: *const f32| {
@@ -314,43 +316,42 @@ impl Codebook {
             }
             d
         };
-        let (mut best0, mut best1) = (_mm256_set1_ps(f32::INFINITY), _mm256_set1_ps(f32::INFINITY));
-        let (mut blk0, mut blk1) = (_mm256_setzero_ps(), _mm256_set1_ps(1.0));
+        let mut best = [_mm256_set1_ps(f32::INFINITY); CHAINS];
+        // A chain that never improves keeps its first block number, so an
+        // all-NaN search still answers codeword 0.
+        let offset: [__m256; CHAINS] = std::array::from_fn(|c| _mm256_set1_ps(c as f32));
+        let mut blk = offset;
         let mut j0 = _mm256_setzero_ps();
-        let (one, two) = (_mm256_set1_ps(1.0), _mm256_set1_ps(2.0));
-        let mut pairs = self.search.chunks_exact(2 * stride);
-        for pair in &mut pairs {
-            let p = pair.as_ptr();
-            // SAFETY: `pair` holds two blocks.
-            let (d0, d1) = (dist(p), dist(unsafe { p.add(stride) }));
-            let (b0, b1) = (_mm256_cmp_ps::<_CMP_LT_OQ>(d0, best0), _mm256_cmp_ps::<_CMP_LT_OQ>(d1, best1));
-            best0 = _mm256_blendv_ps(best0, d0, b0);
-            best1 = _mm256_blendv_ps(best1, d1, b1);
-            blk0 = _mm256_blendv_ps(blk0, j0, b0);
-            blk1 = _mm256_blendv_ps(blk1, _mm256_add_ps(j0, one), b1);
-            j0 = _mm256_add_ps(j0, two);
+        let step = _mm256_set1_ps(CHAINS as f32);
+        let mut keep = |c: usize, d: __m256, j: __m256| {
+            let b = _mm256_cmp_ps::<_CMP_LT_OQ>(d, best[c]);
+            best[c] = _mm256_blendv_ps(best[c], d, b);
+            blk[c] = _mm256_blendv_ps(blk[c], j, b);
+        };
+        let mut groups = self.search.chunks_exact(CHAINS * stride);
+        for g in &mut groups {
+            let p = g.as_ptr();
+            // SAFETY: `g` holds `CHAINS` blocks.
+            let d: [__m256; CHAINS] = std::array::from_fn(|c| dist(unsafe { p.add(c * stride) }));
+            for c in 0..CHAINS {
+                keep(c, d[c], _mm256_add_ps(j0, offset[c]));
+            }
+            j0 = _mm256_add_ps(j0, step);
         }
-        if !pairs.remainder().is_empty() {
-            let d0 = dist(pairs.remainder().as_ptr());
-            let b0 = _mm256_cmp_ps::<_CMP_LT_OQ>(d0, best0);
-            best0 = _mm256_blendv_ps(best0, d0, b0);
-            blk0 = _mm256_blendv_ps(blk0, j0, b0);
+        for (c, b) in groups.remainder().chunks_exact(stride).enumerate() {
+            keep(c, dist(b.as_ptr()), _mm256_add_ps(j0, offset[c]));
         }
-        // Per lane, the odd chain wins when smaller, or equal with an earlier block.
-        let take1 = _mm256_or_ps(
-            _mm256_cmp_ps::<_CMP_LT_OQ>(best1, best0),
-            _mm256_and_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(best1, best0), _mm256_cmp_ps::<_CMP_LT_OQ>(blk1, blk0)),
-        );
-        let best = _mm256_blendv_ps(best0, best1, take1);
-        let blk_of = _mm256_blendv_ps(blk0, blk1, take1);
-        let (mut b, mut bl) = ([0f32; LANES], [0f32; LANES]);
-        // SAFETY: both arrays hold 8 values.
-        unsafe {
-            _mm256_storeu_ps(b.as_mut_ptr(), best);
-            _mm256_storeu_ps(bl.as_mut_ptr(), blk_of);
+        // Per lane, a later chain wins when smaller, or equal with an earlier block.
+        let (mut bb, mut bk) = (best[0], blk[0]);
+        for c in 1..CHAINS {
+            let take = _mm256_or_ps(
+                _mm256_cmp_ps::<_CMP_LT_OQ>(best[c], bb),
+                _mm256_and_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(best[c], bb), _mm256_cmp_ps::<_CMP_LT_OQ>(blk[c], bk)),
+            );
+            bb = _mm256_blendv_ps(bb, best[c], take);
+            bk = _mm256_blendv_ps(bk, blk[c], take);
         }
-        let idx: [u32; LANES] = std::array::from_fn(|l| bl[l] as u32 * LANES as u32 + l as u32);
-        first_min(&b, &idx)
+        first_min_avx2(bb, bk)
     }
 
     /// Index of the codeword nearest to a partial vector `x` (`x.len() < dim`)
@@ -378,6 +379,31 @@ impl Codebook {
         }
         total / vectors.len().max(1) as f64
     }
+}
+
+/// [`first_min`] on AVX2 registers, without branches (which lane wins is unpredictable):
+/// `best` holds each lane's smallest value (never NaN: only a smaller distance replaces
+/// one), `blk` its block number; the codeword of lane `l` is `8 blk + l`. The smallest value
+/// goes to every lane (three min steps), then the smallest codeword among the lanes equal to
+/// it (three unsigned min steps).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn first_min_avx2(best: std::arch::x86_64::__m256, blk: std::arch::x86_64::__m256) -> usize {
+    use std::arch::x86_64::*;
+    const { assert!(LANES == 8) };
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    // Block numbers are small whole numbers in f32: the conversion is exact.
+    let idx = _mm256_add_epi32(_mm256_slli_epi32::<3>(_mm256_cvtps_epi32(blk)), lane);
+    let m = _mm256_min_ps(best, _mm256_permute2f128_ps::<1>(best, best));
+    let m = _mm256_min_ps(m, _mm256_shuffle_ps::<0b01_00_11_10>(m, m));
+    let m = _mm256_min_ps(m, _mm256_shuffle_ps::<0b10_11_00_01>(m, m));
+    let at_min = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_EQ_OQ>(best, m));
+    let c = _mm256_blendv_epi8(_mm256_set1_epi32(-1), idx, at_min);
+    let c = _mm256_min_epu32(c, _mm256_permute2x128_si256::<1>(c, c));
+    let c = _mm256_min_epu32(c, _mm256_shuffle_epi32::<0b01_00_11_10>(c));
+    let c = _mm256_min_epu32(c, _mm256_shuffle_epi32::<0b10_11_00_01>(c));
+    _mm256_cvtsi256_si32(c) as u32 as usize
 }
 
 /// The smallest index among the lanes holding the smallest value.

@@ -82,8 +82,10 @@ fn search_matches_reference() {
         let mut x = gaussian(32768 * dim, 77);
         // Some vectors far outside the codebook too.
         x.iter_mut().skip(1).step_by(7).for_each(|v| *v *= 3.0);
-        // Ties: the origin, the codewords, and midpoints of codeword pairs.
+        // Ties: the origin, the codewords, and midpoints of codeword pairs;
+        // and a NaN vector (no distance compares below: codeword 0).
         x.extend(std::iter::repeat_n(0.0, dim));
+        x.extend(std::iter::repeat_n(f32::NAN, dim));
         x.extend_from_slice(&cb.words);
         for k in 0..cb.size {
             let (a, b) = (cb.word(k), cb.word((k * 7 + 3) % cb.size));

@@ -6,7 +6,8 @@
 //! - `cuda-check kernels`: every kernel against its CPU reference (max abs difference);
 //! - `cuda-check compare [MODEL] [STEPS]`: CPU and CUDA runs from one seed (losses within 1e-3
 //!   relative at every step) and resumption across backends (CPU -> CUDA and CUDA -> CPU);
-//! - `cuda-check speed`: training tokens per second for three sizes, fp32 and TF32;
+//! - `cuda-check speed`: training tokens per second for three sizes, with the matrix products
+//!   in fp32, TF32 and BF16 (`--matmul`);
 //! - `cuda-check formats [PLUGIN_DIR]`: the native kernels of the built-in formats against the
 //!   plugins (`libplugin_{int,fp,block}.so` from PLUGIN_DIR, default: this executable's folder),
 //!   bit for bit, on the cases `tests/formats.rs` runs on the host build (per format the largest
@@ -19,7 +20,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use trainer::accel::{self, AccelOptions, AccelTrainer};
-use trainer::backend::{Backend, State};
+use trainer::backend::{Backend, MatmulPrecision, State};
 use trainer::data::{Data, Source};
 use trainer::device::Device;
 use trainer::model::{ModelConfig, preset};
@@ -33,9 +34,14 @@ fn opts(total: u64) -> TrainOptions {
     TrainOptions { seed: SEED, total_steps: total, ..Default::default() }
 }
 
-fn cuda(cfg: &ModelConfig, total: u64, tf32: bool, state: Option<State>) -> Result<Box<dyn Backend>, String> {
+fn cuda(
+    cfg: &ModelConfig,
+    total: u64,
+    matmul: MatmulPrecision,
+    state: Option<State>,
+) -> Result<Box<dyn Backend>, String> {
     let (lib, name) = accel::open_cuda(None)?;
-    Ok(Box::new(AccelTrainer::new(lib, name, cfg.clone(), opts(total), AccelOptions { tf32 }, state)?))
+    Ok(Box::new(AccelTrainer::new(lib, name, cfg.clone(), opts(total), AccelOptions { matmul }, state)?))
 }
 
 fn run(b: &mut dyn Backend, data: &Data, cfg: &ModelConfig, until: u64) -> Result<Vec<f32>, String> {
@@ -60,12 +66,12 @@ fn compare(model: &str, steps: u64, accum: usize) -> Result<(), String> {
     let data = Data::open(&Source::default())?;
     let val = data.val_batches(16, cfg.ctx);
     let t0 = Instant::now();
-    let mut c = device::create(Device::Cpu, cfg.clone(), opts(steps), None)?;
+    let mut c = device::create(Device::Cpu, cfg.clone(), opts(steps), MatmulPrecision::Fp32, None)?;
     let cpu = run(c.as_mut(), &data, &cfg, steps)?;
     let cpu_val = c.eval_loss(&val)?;
     let cpu_s = t0.elapsed().as_secs_f64();
     let t0 = Instant::now();
-    let mut g = cuda(&cfg, steps, false, None)?;
+    let mut g = cuda(&cfg, steps, MatmulPrecision::Fp32, None)?;
     let gpu = run(g.as_mut(), &data, &cfg, steps)?;
     let gpu_val = g.eval_loss(&val)?;
     let gpu_s = t0.elapsed().as_secs_f64();
@@ -85,14 +91,14 @@ fn compare(model: &str, steps: u64, accum: usize) -> Result<(), String> {
     let half = steps / 2;
     for (first, second) in [(Device::Cpu, Device::Cuda), (Device::Cuda, Device::Cpu)] {
         let mut a = match first {
-            Device::Cpu => device::create(Device::Cpu, cfg.clone(), opts(steps), None)?,
-            Device::Cuda => cuda(&cfg, steps, false, None)?,
+            Device::Cpu => device::create(Device::Cpu, cfg.clone(), opts(steps), MatmulPrecision::Fp32, None)?,
+            Device::Cuda => cuda(&cfg, steps, MatmulPrecision::Fp32, None)?,
         };
         run(a.as_mut(), &data, &cfg, half)?;
         let state = (a.state()?, a.step_index());
         let mut b = match second {
-            Device::Cpu => device::create(Device::Cpu, cfg.clone(), opts(steps), Some(state))?,
-            Device::Cuda => cuda(&cfg, steps, false, Some(state))?,
+            Device::Cpu => device::create(Device::Cpu, cfg.clone(), opts(steps), MatmulPrecision::Fp32, Some(state))?,
+            Device::Cuda => cuda(&cfg, steps, MatmulPrecision::Fp32, Some(state))?,
         };
         let rest = run(b.as_mut(), &data, &cfg, steps)?;
         let (rel, at) = max_rel(&rest, &cpu[half as usize..]);
@@ -118,7 +124,10 @@ pub const SIZES: &[(&str, usize, usize, usize, usize, usize, usize)] = &[
 ];
 
 fn speed() -> Result<(), String> {
-    println!("{:<9} {:>12} {:>6} {:>6} {:>12} {:>12}", "size", "non-emb", "ctx", "batch", "fp32 tok/s", "tf32 tok/s");
+    println!(
+        "{:<9} {:>12} {:>6} {:>6} {:>12} {:>12} {:>12}",
+        "size", "non-emb", "ctx", "batch", "fp32 tok/s", "tf32 tok/s", "bf16 tok/s"
+    );
     for &(name, l, nh, d, h, ctx, batch) in SIZES {
         let cfg = ModelConfig {
             name: name.into(),
@@ -133,8 +142,8 @@ fn speed() -> Result<(), String> {
         };
         let tokens: Vec<u8> = (0..batch * (ctx + 1)).map(|i| (i * 131 % 251) as u8).collect();
         let mut tps = Vec::new();
-        for tf32 in [false, true] {
-            let mut g = cuda(&cfg, 100, tf32, None)?;
+        for matmul in MatmulPrecision::ALL {
+            let mut g = cuda(&cfg, 100, matmul, None)?;
             for _ in 0..3 {
                 g.step(&tokens)?;
             }
@@ -145,7 +154,13 @@ fn speed() -> Result<(), String> {
             }
             tps.push((n * batch * ctx) as f64 / t0.elapsed().as_secs_f64());
         }
-        println!("{name:<9} {:>12} {ctx:>6} {batch:>6} {:>12.0} {:>12.0}", cfg.non_embedding_params(), tps[0], tps[1]);
+        println!(
+            "{name:<9} {:>12} {ctx:>6} {batch:>6} {:>12.0} {:>12.0} {:>12.0}",
+            cfg.non_embedding_params(),
+            tps[0],
+            tps[1],
+            tps[2]
+        );
     }
     Ok(())
 }
