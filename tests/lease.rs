@@ -17,21 +17,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
-use support::{Run, arg, host_env, host_exe, root, shipped_plugins, target_dir};
+use support::{Run, arg, host_env, host_exe, root, shipped_plugins};
 
 /// A fresh, empty folder for one test.
 fn scratch(name: &str) -> PathBuf {
-    let d = target_dir().join("test-lease").join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    support::scratch("test-lease", name)
 }
 
 /// Writes an experiment file into `dir` and returns its path.
 fn experiment(dir: &Path, text: &str) -> PathBuf {
-    let p = dir.join("exp.toml");
-    std::fs::write(&p, text).unwrap();
-    p
+    support::write_experiment(dir, text)
 }
 
 /// `host ARGS` with lease expiry `lease_s` seconds.

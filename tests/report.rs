@@ -8,14 +8,11 @@ use std::path::{Path, PathBuf};
 use host::rankplot;
 use host::report::sig;
 use serde_json::Value;
-use support::{arg, host, shipped_plugins, target_dir};
+use support::{arg, host, shipped_plugins};
 
 /// A fresh, empty folder for one test.
 fn scratch(name: &str) -> PathBuf {
-    let d = target_dir().join("test-report").join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    support::scratch("test-report", name)
 }
 
 /// The GMSE rows of `dir/results.jsonl`.

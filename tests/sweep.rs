@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{arg, host, host_env, host_exe, root, shipped_plugins, target_dir};
+use support::{arg, host, host_env, host_exe, root, shipped_plugins};
 
 /// Lease expiry of the runs here (seconds): a killed run's lease expires this soon, not after
 /// the default 300 s, and a rerun waits a little longer than this before it starts.
@@ -25,17 +25,12 @@ fn host_l(args: &[&str]) -> support::Run {
 
 /// A fresh, empty folder for one test.
 fn scratch(name: &str) -> PathBuf {
-    let d = target_dir().join("test-sweep").join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    support::scratch("test-sweep", name)
 }
 
 /// Writes an experiment file into `dir` and returns its path.
 fn experiment(dir: &Path, text: &str) -> PathBuf {
-    let p = dir.join("exp.toml");
-    std::fs::write(&p, text).unwrap();
-    p
+    support::write_experiment(dir, text)
 }
 
 /// Tiny GMSE precision: 2^20 samples = 16 tensors of 64x1024 per measurement.

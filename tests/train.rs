@@ -7,14 +7,11 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{arg, host, host_exe, num, root, shipped_plugins, target_dir};
+use support::{arg, host, host_exe, num, root, shipped_plugins};
 
 /// A fresh, empty folder for one test's runs.
 fn scratch(name: &str) -> PathBuf {
-    let d = target_dir().join("test-train").join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    support::scratch("test-train", name)
 }
 
 #[test]

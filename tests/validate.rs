@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use host::law::Law;
 use serde_json::{Value, json};
-use support::{arg, host, target_dir};
+use support::{arg, host};
 
 /// Relative SD of the multiplicative Gaussian noise on every loss (0.1 %).
 const NOISE: f64 = 1e-3;
@@ -94,10 +94,7 @@ fn rows() -> Vec<Value> {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let d = target_dir().join("test-validate").join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    support::scratch("test-validate", name)
 }
 
 fn write_jsonl(path: &std::path::Path, rows: &[Value]) {

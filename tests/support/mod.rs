@@ -446,3 +446,18 @@ pub fn num(row: &serde_json::Value, key: &str) -> f64 {
 pub fn arg(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
 }
+
+/// A fresh, empty folder `target/<group>/<name>` for one test (emptied if a run before left it).
+pub fn scratch(group: &str, name: &str) -> PathBuf {
+    let d = target_dir().join(group).join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Writes an experiment file `exp.toml` with `text` into `dir` and returns its path.
+pub fn write_experiment(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("exp.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
