@@ -11,6 +11,7 @@
 #     plugins bit for bit (per format the max abs difference and the differing values; seconds);
 #  3. compare: a 200-step run of lm-1m on the CPU and CUDA backends from one seed (losses within
 #     1e-3 relative at every step), then resumption across backends (CPU -> CUDA, CUDA -> CPU);
+#     TF32 and BF16 training against fp32 (validation loss within 2 % and 5 %);
 #  4. QAT: `host train --format int4` through the int plugin on both devices (loss every 10
 #     steps within 1e-3 relative);
 #  5. speed: training tokens/s for three sizes (10M, 30M at context 1024, 85M) on the CUDA
@@ -51,6 +52,9 @@ check timed "$BIN/cuda-check" compare lm-1m 200
 
 step "gradient accumulation (4 micro-batches), CPU vs CUDA"
 check timed "$BIN/cuda-check" compare lm-200k 40 4
+
+step "TF32 and BF16 training against fp32 (lm-1m, 100 steps, CUDA)"
+check timed "$BIN/cuda-check" precision lm-1m 100
 
 step "QAT through the int plugin (int4), CPU vs CUDA"
 qat() {

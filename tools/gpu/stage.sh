@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds (release) and copies what tools/gpu/check.sh needs into target/gpu-bin (about 12 MiB):
+# Builds (release) and copies what tools/gpu/check.sh needs into target/gpu-bin (about 18 MiB):
 # host, the CUDA backend library, cuda-check and the int, fp and block format plugins. Run it on
 # the build machine (no GPU needed), then carry target/gpu-bin to the GPU machine with the
 # repository.

@@ -6,6 +6,8 @@
 //! - `cuda-check kernels`: every kernel against its CPU reference (max abs difference);
 //! - `cuda-check compare [MODEL] [STEPS]`: CPU and CUDA runs from one seed (losses within 1e-3
 //!   relative at every step) and resumption across backends (CPU -> CUDA and CUDA -> CPU);
+//! - `cuda-check precision [MODEL] [STEPS]`: CUDA runs at fp32, TF32 and BF16 from one seed; the
+//!   TF32 and BF16 validation losses within a sanity band (2 % and 5 %) of fp32's;
 //! - `cuda-check speed`: training tokens per second for three sizes, with the matrix products
 //!   in fp32, TF32 and BF16 (`--matmul`);
 //! - `cuda-check formats [PLUGIN_DIR]`: the native kernels of the built-in formats against the
@@ -115,6 +117,53 @@ fn compare(model: &str, steps: u64, accum: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Validation loss bands of tensor-core training against fp32 (relative): a sanity band, not a
+/// tolerance derived from error analysis. TF32 keeps 10 mantissa bits and BF16 7 in each
+/// product; over a short run of a small model either moves the loss by well under these, while a
+/// broken path (wrong compute type, garbage products) moves it by far more or makes it NaN.
+const PRECISION_BAND: [(MatmulPrecision, f64); 2] = [(MatmulPrecision::Tf32, 0.02), (MatmulPrecision::Bf16, 0.05)];
+
+/// Trains `model` for `steps` on the CUDA backend at fp32, TF32 and BF16 from one seed and
+/// compares the TF32 and BF16 runs with fp32: every loss finite, validation loss within
+/// [`PRECISION_BAND`]; the largest per-step relative difference is printed for information.
+fn precision(model: &str, steps: u64) -> Result<(), String> {
+    let cfg = preset(model)?;
+    let data = Data::open(&Source::default())?;
+    let val = data.val_batches(16, cfg.ctx);
+    let mut g = cuda(&cfg, steps, MatmulPrecision::Fp32, None)?;
+    let base = run(g.as_mut(), &data, &cfg, steps)?;
+    let base_val = g.eval_loss(&val)?;
+    println!(
+        "precision {model}, {steps} steps: fp32 loss {:.5} -> {:.5}, validation {base_val:.5}",
+        base[0],
+        base[base.len() - 1]
+    );
+    let mut bad = Vec::new();
+    for (m, band) in PRECISION_BAND {
+        let mut g = cuda(&cfg, steps, m, None)?;
+        let losses = run(g.as_mut(), &data, &cfg, steps)?;
+        let v = g.eval_loss(&val)?;
+        let (rel, at) = max_rel(&losses, &base);
+        let vrel = ((v - base_val) / base_val).abs() as f64;
+        let ok = losses.iter().all(|l| l.is_finite()) && vrel <= band;
+        println!(
+            "  {}: loss {:.5} -> {:.5}, validation {v:.5} ({vrel:.2e} from fp32, band {band}); largest per-step difference {rel:.2e} (step {at}) {}",
+            m.name(),
+            losses[0],
+            losses[losses.len() - 1],
+            if ok { "ok" } else { "FAIL" }
+        );
+        if !ok {
+            bad.push(m.name());
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} training departs from fp32 beyond its band", bad.join(" and ")))
+    }
+}
+
 /// The three sizes of the speed table: `(name, n_layer, n_head, d_model, d_hidden, ctx, batch)`.
 /// Mirrored in tools/gpu/torch_speed.py.
 pub const SIZES: &[(&str, usize, usize, usize, usize, usize, usize)] = &[
@@ -206,10 +255,15 @@ fn main() -> ExitCode {
             let accum = args.get(3).map_or(Ok(1), |s| s.parse::<usize>()).map_err(|e| format!("ACCUM: {e}"));
             steps.and_then(|s| accum.and_then(|a| compare(model, s, a)))
         }
+        Some("precision") => {
+            let model = args.get(1).map(String::as_str).unwrap_or("lm-1m");
+            let steps = args.get(2).map_or(Ok(100), |s| s.parse::<u64>()).map_err(|e| format!("STEPS: {e}"));
+            steps.and_then(|s| precision(model, s))
+        }
         Some("speed") => speed(),
         Some("formats") => formats(args.get(1)),
         _ => {
-            Err("usage: cuda-check probe | kernels | compare [MODEL] [STEPS] [ACCUM] | speed | formats [PLUGIN_DIR]"
+            Err("usage: cuda-check probe | kernels | compare [MODEL] [STEPS] [ACCUM] | precision [MODEL] [STEPS] | speed | formats [PLUGIN_DIR]"
                 .into())
         }
     };
