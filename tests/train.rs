@@ -324,3 +324,35 @@ fn plugins_are_found_from_another_folder() {
         serde_json::from_str(&std::fs::read_to_string(d.join("run4/result.json")).unwrap()).unwrap();
     assert_eq!(num(&r1, "val_loss"), num(&r4, "val_loss"), "the same plugin gives the same run");
 }
+
+/// What a CUDA run offers the library for native weight kernels: a single format of a shipped
+/// int, fp or block plugin, as its kind and full parameter table (preset parameters, then the
+/// SPEC's overrides); nothing for compositions or other plugins.
+#[test]
+fn native_weight_specs_name_kind_and_full_parameters() {
+    shipped_plugins();
+    let paths: Vec<_> = ["plugin_int", "plugin_fp", "plugin_block", "plugin_sparse"]
+        .iter()
+        .map(|l| support::shipped_library(l))
+        .collect();
+    let (libs, failed) = host_core::loader::load_all(&paths);
+    assert!(failed.is_empty(), "{}", failed.len());
+    let table = |spec: &str| {
+        let (kind, text) = host_train::native_spec(&libs, spec).unwrap_or_else(|| panic!("{spec}: none"));
+        (kind, text.parse::<sdk::params::Table>().unwrap())
+    };
+    let (kind, t) = table("int4");
+    assert_eq!((kind.as_str(), t["bits"].as_integer()), ("int", Some(4)));
+    let (_, t) = table("int:bits=6,rule=absmax,group=32");
+    assert_eq!(
+        (t["bits"].as_integer(), t["rule"].as_str(), t["group"].as_integer()),
+        (Some(6), Some("absmax"), Some(32))
+    );
+    let (kind, t) = table("e4m3");
+    assert_eq!((kind.as_str(), t["e"].as_integer(), t["m"].as_integer()), ("fp", Some(4), Some(3)));
+    assert_eq!(table("nvfp4").0, "nvfp4");
+    assert_eq!(table("mxfp4").0, "mx");
+    for spec in ["sparse50", "sparse50+int4", "outliers:p=0.01+int4", "none"] {
+        assert_eq!(host_train::native_spec(&libs, spec), None, "{spec}");
+    }
+}

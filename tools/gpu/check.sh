@@ -12,8 +12,9 @@
 #  3. compare: a 200-step run of lm-1m on the CPU and CUDA backends from one seed (losses within
 #     1e-3 relative at every step), then resumption across backends (CPU -> CUDA, CUDA -> CPU);
 #     TF32 and BF16 training against fp32 (validation loss within 2 % and 5 %);
-#  4. QAT: `host train --format int4` through the int plugin on both devices (loss every 10
-#     steps within 1e-3 relative);
+#  4. QAT: `host train --format int4` on the CPU, on CUDA through the int plugin on the host, and
+#     on CUDA with the native int kernels (HOST_CUDA_NATIVE_FORMATS=1; the record must say
+#     so): loss every 10 steps within 1e-3 relative of the CPU's;
 #  5. speed: training tokens/s for three sizes (10M, 30M at context 1024, 85M) on the CUDA
 #     backend and in PyTorch eager, with the matrix products in fp32, TF32 and BF16 (ours:
 #     `--matmul`, fp32 data; PyTorch's bf16 is autocast, see torch_speed.py).
@@ -58,20 +59,28 @@ check timed "$BIN/cuda-check" precision lm-1m 100
 
 step "QAT through the int plugin (int4), CPU vs CUDA"
 qat() {
-  for dev in cpu cuda; do
-    "$BIN/host" train --device "$dev" --model lm-500k --format int4 --steps 100 --seed 2 \
-      --plugins "$BIN/libplugin_int.so" --eval-every 50 --checkpoint-every 100 --out "$tmp/qat-$dev" --json \
-      > "$tmp/qat-$dev.json" || return 1
+  # cpu; cuda with the plugin on the host; cuda with the native int kernels on the device.
+  for run in cpu cuda cuda-native; do
+    native=0; [ "$run" = cuda-native ] && native=1
+    HOST_CUDA_NATIVE_FORMATS=$native "$BIN/host" train --device "${run%-native}" --model lm-500k --format int4 \
+      --steps 100 --seed 2 --plugins "$BIN/libplugin_int.so" --eval-every 50 --checkpoint-every 100 \
+      --out "$tmp/qat-$run" --json > "$tmp/qat-$run.json" || return 1
   done
-  python3 - "$tmp/qat-cpu/metrics.jsonl" "$tmp/qat-cuda/metrics.jsonl" <<'PY'
+  python3 - "$tmp" <<'PY'
 import json, sys
+tmp = sys.argv[1]
 def losses(p):
     return {r["step"]: r["loss"] for r in map(json.loads, open(p)) if "loss" in r}
-a, b = losses(sys.argv[1]), losses(sys.argv[2])
-assert a.keys() == b.keys() and a, (sorted(a), sorted(b))
-worst = max((abs(b[s] - a[s]) / abs(a[s]), s) for s in a)
-print(f"QAT int4 lm-500k: loss at step 100 cpu {a[100]:.5f} cuda {b[100]:.5f}; max relative difference {worst[0]:.2e} (step {worst[1]})")
-sys.exit(0 if worst[0] <= 1e-3 else 1)
+a = losses(f"{tmp}/qat-cpu/metrics.jsonl")
+ok = True
+for run in ("cuda", "cuda-native"):
+    b = losses(f"{tmp}/qat-{run}/metrics.jsonl")
+    assert a.keys() == b.keys() and a, (sorted(a), sorted(b))
+    worst = max((abs(b[s] - a[s]) / abs(a[s]), s) for s in a)
+    kernels = json.load(open(f"{tmp}/qat-{run}.json")).get("weight_kernels", "the plugin on the host")
+    print(f"QAT int4 lm-500k, {run} (weights: {kernels}): loss at step 100 cpu {a[100]:.5f} cuda {b[100]:.5f}; max relative difference {worst[0]:.2e} (step {worst[1]})")
+    ok &= worst[0] <= 1e-3 and (run != "cuda-native" or "native" in kernels)
+sys.exit(0 if ok else 1)
 PY
 }
 check timed qat

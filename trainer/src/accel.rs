@@ -176,6 +176,20 @@ pub fn open_cuda(explicit: Option<&Path>) -> Result<(AccelLib, String), String> 
 pub struct AccelOptions {
     /// Precision of the linear layers' matrix products (fp32 data and accumulation always).
     pub matmul: MatmulPrecision,
+    /// Offer the weight format to the library for its native kernels (`open`'s `weights`
+    /// option) when the format names itself ([`Compressor::native`](crate::compress::Compressor::native)).
+    /// Off by default until `tools/gpu/check.sh` has compared them on a GPU; on with
+    /// [`NATIVE_ENV`]` = 1`. Not part of [`to_json`](Self::to_json): the trainer's choice.
+    pub native_weights: bool,
+}
+
+/// `HOST_CUDA_NATIVE_FORMATS=1` lets a CUDA run compress its weights with the library's native
+/// kernels of the built-in formats instead of the plugin on the host.
+pub const NATIVE_ENV: &str = "HOST_CUDA_NATIVE_FORMATS";
+
+/// Whether [`NATIVE_ENV`] asks for native weight kernels.
+pub fn native_weights_from_env() -> bool {
+    std::env::var(NATIVE_ENV).is_ok_and(|v| v.trim() == "1")
 }
 
 impl AccelOptions {
@@ -197,7 +211,7 @@ impl AccelOptions {
             (None, Some(serde_json::Value::Bool(false)) | None) => MatmulPrecision::Fp32,
             (None, Some(other)) => return Err(format!("option tf32 must be true or false, not {other}")),
         };
-        Ok(AccelOptions { matmul })
+        Ok(AccelOptions { matmul, native_weights: false })
     }
 }
 
@@ -214,6 +228,10 @@ pub struct AccelTrainer {
     host_eff: Vec<f32>,
     host_mask: Vec<f32>,
     host_grads: Vec<f32>,
+    /// The library compresses the weights itself ([`FfiSession::compress_weights`]).
+    native: bool,
+    /// What the library calls its weight kernels (empty when `native` is false).
+    weight_format: String,
     losses: Vec<f32>,
 }
 
@@ -252,11 +270,19 @@ impl AccelTrainer {
         // The library holds one micro-batch: its buffers are sized by the config's batch, and
         // sums the micro-batches' gradients itself (`accumulate`).
         let lib_cfg = ModelConfig { batch: cfg.micro_batch(), accum: 1, ..cfg.clone() };
-        let mut session = lib.open(&lib_cfg, &accel.to_json())?;
+        let mut options = accel.to_json();
+        if accel.native_weights
+            && let Some((kind, params)) = opts.weight.as_deref().and_then(|c| c.native())
+        {
+            options["weights"] = serde_json::json!({ "kind": kind, "params": params });
+        }
+        let mut session = lib.open(&lib_cfg, &options)?;
+        let weight_format = session.weight_format().to_string();
+        let native = !weight_format.is_empty();
         for (which, data) in [(buf::PARAMS, &params), (buf::ADAM_M, &m), (buf::ADAM_V, &v)] {
             ok(session.write(which, 0, RSlice::from_slice(data)))?;
         }
-        let has_w = opts.weight.is_some();
+        let has_w = opts.weight.is_some() && !native;
         let big = |on: bool| if on { vec![0.0; n] } else { Vec::new() };
         Ok(AccelTrainer {
             session,
@@ -270,6 +296,8 @@ impl AccelTrainer {
             host_eff: big(has_w),
             host_mask: big(has_w),
             host_grads: big(has_w),
+            native,
+            weight_format,
         })
     }
 
@@ -282,6 +310,11 @@ impl AccelTrainer {
     /// effective parameters. Returns whether the forward pass uses them.
     fn compress_weights(&mut self, step_seed: u64) -> Result<bool, String> {
         let Some(comp) = self.opts.weight.as_deref() else { return Ok(false) };
+        if self.native {
+            // Native formats are deterministic: the step's seed does not enter.
+            ok(self.session.compress_weights())?;
+            return Ok(true);
+        }
         ok(self.session.read(buf::PARAMS, 0, RSliceMut::from_mut_slice(&mut self.host_params)))?;
         compress_weights(
             comp,
@@ -311,6 +344,10 @@ impl Backend for AccelTrainer {
         "cuda"
     }
 
+    fn weight_kernels(&self) -> Option<&str> {
+        self.native.then_some(self.weight_format.as_str())
+    }
+
     fn step(&mut self, tokens: &[u8]) -> Result<StepStats, String> {
         check_step_tokens(&self.cfg, tokens)?;
         let step = self.step;
@@ -334,7 +371,9 @@ impl Backend for AccelTrainer {
         if accum > 1 {
             loss /= accum as f64;
         }
-        if let Some(comp) = self.opts.weight.as_deref() {
+        if self.native {
+            ok(self.session.weight_backward())?;
+        } else if let Some(comp) = self.opts.weight.as_deref() {
             ok(self.session.read(buf::GRADS, 0, RSliceMut::from_mut_slice(&mut self.host_grads)))?;
             weight_backward(
                 comp,
@@ -405,13 +444,13 @@ mod tests {
     #[test]
     fn options_name_the_matmul_precision_and_read_back() {
         // What the library's `open` receives, exactly.
-        let text = |m| AccelOptions { matmul: m }.to_json().to_string();
+        let text = |m| AccelOptions { matmul: m, native_weights: false }.to_json().to_string();
         assert_eq!(text(MatmulPrecision::Fp32), r#"{"matmul":"fp32"}"#);
         assert_eq!(text(MatmulPrecision::Tf32), r#"{"matmul":"tf32"}"#);
         assert_eq!(text(MatmulPrecision::Bf16), r#"{"matmul":"bf16"}"#);
         assert_eq!(AccelOptions::default().matmul, MatmulPrecision::Fp32);
         for m in MatmulPrecision::ALL {
-            let o = AccelOptions { matmul: m };
+            let o = AccelOptions { matmul: m, native_weights: false };
             assert_eq!(AccelOptions::from_json(&o.to_json()).unwrap(), o);
         }
     }

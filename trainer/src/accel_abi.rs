@@ -23,7 +23,9 @@ use abi_stable::{StableAbi, declare_root_module_statics};
 /// Interface version of the accelerator ABI (checked by abi_stable on load).
 /// 0.2: `open`'s options name the matrix-product precision (`matmul`) instead of `tf32`.
 /// 0.3: [`FfiSession::accumulate`] sums micro-batch gradients on the device.
-pub const ACCEL_ABI_VERSION: &str = "0.3.0";
+/// 0.4: weight formats on the device (`open`'s `weights` option, [`FfiSession::weight_format`],
+/// [`FfiSession::compress_weights`], [`FfiSession::weight_backward`]).
+pub const ACCEL_ABI_VERSION: &str = "0.4.0";
 
 /// Buffer ids of [`FfiSession::write`] and [`FfiSession::read`]: each holds one value per
 /// parameter, in [`crate::model::ParamLayout`] order.
@@ -54,8 +56,10 @@ pub struct AccelMod {
     pub probe: extern "C" fn() -> RResult<RString, RString>,
     /// Opens a session for a model (`ModelConfig` as JSON) with options (JSON object,
     /// [`crate::accel::AccelOptions`]: `matmul`: `"fp32"`, `"tf32"` or `"bf16"`, the precision of
-    /// the matrix products; an unknown one is refused). Buffers start at zero; the trainer
-    /// uploads parameters and moments.
+    /// the matrix products; an unknown one is refused; optionally `weights`: `{"kind": KIND,
+    /// "params": TOML}`, the weight format ([`crate::compress::Compressor::native`]) for the
+    /// library to run on the device if it has native kernels for it). Buffers start at zero;
+    /// the trainer uploads parameters and moments.
     pub open: extern "C" fn(RStr<'_>, RStr<'_>) -> RResult<FfiSessionBox, RString>,
     /// Runs every kernel on the device against the trainer's CPU kernels on seeded random
     /// inputs; a report, one line per kernel (`name max_abs_diff tolerance ok|FAIL`).
@@ -109,8 +113,18 @@ mod ffi {
         /// (`acc += g`, in micro-batch order), and after the last (`k = count - 1`) `GRADS`
         /// becomes `acc * inv` (`inv = 1 / count` in f32, from the caller): the operations of
         /// the CPU trainer's `Trainer::step`, element by element.
-        #[sabi(last_prefix_field)]
         fn accumulate(&mut self, k: u32, count: u32, inv: f32) -> RResult<(), RString>;
+        /// The weight format the session runs on the device (one line, e.g. `int (native
+        /// kernels)`), or empty when it has none: the trainer then compresses on the host.
+        fn weight_format(&self) -> RString;
+        /// With a weight format on the device: `EFF = PARAMS` with every block linear weight
+        /// matrix compressed (and its straight-through mask kept on the device).
+        fn compress_weights(&mut self) -> RResult<(), RString>;
+        /// With a weight format on the device: the gradients of the block linear weights times
+        /// the masks of the last [`compress_weights`](Self::compress_weights), element by
+        /// element (the default straight-through backward).
+        #[sabi(last_prefix_field)]
+        fn weight_backward(&mut self) -> RResult<(), RString>;
     }
 }
 #[doc(hidden)]

@@ -15,7 +15,7 @@ use super::{AccelLib, AccelOptions, AccelTrainer};
 use crate::accel_abi::{AccelMod, FfiSession, FfiSession_TO, FfiSessionBox, buf, root_module};
 use crate::backend::{Backend, MatmulPrecision};
 use crate::compress::Compressor;
-use crate::model::{Model, ModelConfig};
+use crate::model::{Model, ModelConfig, ParamKind};
 use crate::optim::{self, AdamW};
 use crate::train::{TrainOptions, Trainer, segments};
 
@@ -29,6 +29,9 @@ struct Session {
     acc: Vec<f32>,
     segments: Vec<(std::ops::Range<usize>, bool)>,
     last_eff: bool,
+    /// The weight format run "natively" (only kind `round`, [`round_format`]), and its masks.
+    native: bool,
+    mask: Vec<f32>,
 }
 
 impl Session {
@@ -91,6 +94,27 @@ impl FfiSession for Session {
         self.adam.update(&mut self.params, &self.grads, &self.segments, lr, t, scale);
         RResult::ROk(())
     }
+    fn weight_format(&self) -> RString {
+        if self.native { "round (reference kernels)".into() } else { RString::new() }
+    }
+    fn compress_weights(&mut self) -> RResult<(), RString> {
+        if !self.native {
+            return RResult::RErr("no weight format on the device".into());
+        }
+        self.eff.clone_from(&self.params);
+        for t in self.model.layout().tensors.iter().filter(|t| t.kind == ParamKind::Linear) {
+            let r = t.range();
+            round_format(&self.params[r.clone()], &mut self.eff[r.clone()], &mut self.mask[r]);
+        }
+        RResult::ROk(())
+    }
+    fn weight_backward(&mut self) -> RResult<(), RString> {
+        for t in self.model.layout().tensors.iter().filter(|t| t.kind == ParamKind::Linear) {
+            let r = t.range();
+            self.grads[r.clone()].iter_mut().zip(&self.mask[r]).for_each(|(g, m)| *g *= m);
+        }
+        RResult::ROk(())
+    }
     fn accumulate(&mut self, k: u32, count: u32, inv: f32) -> RResult<(), RString> {
         if k == 0 {
             self.acc.clone_from(&self.grads);
@@ -113,7 +137,9 @@ extern "C" fn probe() -> RResult<RString, RString> {
 extern "C" fn open(cfg: RStr<'_>, options: RStr<'_>) -> RResult<FfiSessionBox, RString> {
     res((|| {
         let cfg: ModelConfig = serde_json::from_str(cfg.as_str()).map_err(|e| e.to_string())?;
-        let o = AccelOptions::from_json(&serde_json::from_str(options.as_str()).map_err(|e| e.to_string())?)?;
+        let options: serde_json::Value = serde_json::from_str(options.as_str()).map_err(|e| e.to_string())?;
+        let o = AccelOptions::from_json(&options)?;
+        let native = options["weights"]["kind"] == "round";
         if o.matmul != MatmulPrecision::Fp32 {
             return Err("the reference computes in fp32 only".to_string());
         }
@@ -129,6 +155,8 @@ extern "C" fn open(cfg: RStr<'_>, options: RStr<'_>) -> RResult<FfiSessionBox, R
             acc: vec![0.0; n],
             segments,
             last_eff: false,
+            native,
+            mask: vec![1.0; n],
         };
         Ok(FfiSession_TO::from_value(s, TD_Opaque))
     })())
@@ -171,6 +199,29 @@ impl Compressor for Dither {
     }
 }
 
+/// A deterministic weight format with a real mask: round to a step of 1/64 after clipping to
+/// ±0.08; the gradient passes inside the clip range only.
+fn round_format(x: &[f32], y: &mut [f32], mask: &mut [f32]) {
+    for ((x, y), m) in x.iter().zip(y.iter_mut()).zip(mask.iter_mut()) {
+        let c = x.clamp(-0.08, 0.08);
+        *y = (c * 64.0).round() / 64.0;
+        *m = if c == *x { 1.0 } else { 0.0 };
+    }
+}
+
+/// [`round_format`] as a compressor that names itself `kind` for the accelerator (the
+/// reference runs kind `round` natively and declines any other).
+struct Round(&'static str);
+impl Compressor for Round {
+    fn compress(&self, x: &[f32], y: &mut [f32], mask: &mut [f32], _: usize, _: usize, _: u64) -> Result<(), String> {
+        round_format(x, y, mask);
+        Ok(())
+    }
+    fn native(&self) -> Option<(String, String)> {
+        Some((self.0.to_string(), String::new()))
+    }
+}
+
 fn small(accum: usize) -> ModelConfig {
     ModelConfig {
         name: "small".into(),
@@ -209,6 +260,31 @@ fn batch(cfg: &ModelConfig, rows: usize, seed: u64) -> Vec<u8> {
 fn accel(cfg: &ModelConfig, weight: bool, state: Option<crate::backend::State>) -> AccelTrainer {
     let lib = reference();
     AccelTrainer::new(lib, "reference".into(), cfg.clone(), options(weight), AccelOptions::default(), state).unwrap()
+}
+
+/// Weight formats on the device: with `native_weights`, a format the library runs itself
+/// (`round`) goes through `compress_weights` / `weight_backward` and gives the CPU trainer's
+/// numbers and state bit for bit, with and without accumulation, and resumes on the CPU; a
+/// format the library declines (`other`), or `native_weights` off, stays on the host path
+/// with the same numbers; the device line says which.
+#[test]
+fn weight_formats_on_the_device_match_the_cpu_trainer() {
+    let with = |kind: &'static str| TrainOptions { weight: Some(Box::new(Round(kind))), ..options(false) };
+    for accum in [1, 2] {
+        let cfg = small(accum);
+        let want = trace(&mut Trainer::new(cfg.clone(), with("round")).unwrap(), &cfg, 5, 0);
+        assert_ne!(want, trace(&mut Trainer::new(cfg.clone(), options(false)).unwrap(), &cfg, 5, 0));
+        for (kind, native, on_device) in [("round", true, true), ("round", false, false), ("other", true, false)] {
+            let o = AccelOptions { native_weights: native, ..Default::default() };
+            let mut a = AccelTrainer::new(reference(), "reference".into(), cfg.clone(), with(kind), o, None).unwrap();
+            let kernels = on_device.then_some("round (reference kernels)");
+            assert_eq!(a.weight_kernels(), kernels, "{kind} {native}");
+            assert_eq!(trace(&mut a, &cfg, 5, 0), want, "accum {accum}, {kind}, native {native}");
+            let mut cpu = Trainer::new(cfg.clone(), with("round")).unwrap();
+            trace(&mut cpu, &cfg, 5, 0);
+            assert_eq!(Backend::state(&a).unwrap(), Backend::state(&cpu).unwrap());
+        }
+    }
 }
 
 /// `(loss, grad norm, lr)` bits of every step, then the evaluation loss's bits.

@@ -71,6 +71,12 @@ pub trait Backend: Send {
     /// Parameters and optimizer moments, as [`Trainer::state`] names them (an accelerator
     /// copies them from the device, which can fail).
     fn state(&self) -> Result<Tensors, String>;
+    /// The weight format's kernels when the backend runs them itself instead of the format's
+    /// own code (e.g. `int (native kernels)` on a GPU); `None` (the default): the format's
+    /// `compress` and `backward`, as on the CPU.
+    fn weight_kernels(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl Backend for Trainer {

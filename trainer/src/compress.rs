@@ -54,6 +54,14 @@ pub trait Compressor: Send + Sync {
         });
         Ok(())
     }
+
+    /// The format as a built-in kind and its full parameter table, `(kind, TOML)`, for an
+    /// accelerator with native kernels of that kind (which must then compute exactly
+    /// [`compress`](Self::compress), and a backward that is the default mask product).
+    /// Default `None`: the format runs through `compress` and `backward` only.
+    fn native(&self) -> Option<(String, String)> {
+        None
+    }
 }
 
 /// The identity: output = input, mask all ones. Training with it must give

@@ -75,7 +75,8 @@ pub fn create(
         })),
         Device::Cuda => {
             let (lib, name) = accel::open_cuda(None)?;
-            Ok(Box::new(AccelTrainer::new(lib, name, cfg, opts, AccelOptions { matmul }, state)?))
+            let accel_opts = AccelOptions { matmul, native_weights: accel::native_weights_from_env() };
+            Ok(Box::new(AccelTrainer::new(lib, name, cfg, opts, accel_opts, state)?))
         }
     }
 }

@@ -32,6 +32,12 @@ extern "C" __global__ void scale_inplace(float* y, float s, long n) {
     if (i < n) y[i] *= s;
 }
 
+// y *= x, element by element (a straight-through mask on a gradient).
+extern "C" __global__ void mul_inplace(float* y, const float* x, long n) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] *= x[i];
+}
+
 // u = silu(a) * b with ab = [a | b] per row (rows x 2h), u rows x h.
 extern "C" __global__ void swiglu_fwd(const float* ab, float* u, int rows, int h) {
     long i = (long)blockIdx.x * blockDim.x + threadIdx.x;

@@ -113,6 +113,15 @@ macro_rules! launch {
     }};
 }
 
+/// A kernel argument's value for [`Gpu::run_plan`].
+enum ArgValue {
+    Ptr(CUdeviceptr),
+    Long(i64),
+    Int(i32),
+    Uint(u32),
+    Float(f32),
+}
+
 impl Gpu {
     /// Opens device 0, compiles (or loads from the cache) every kernel and creates cuBLAS;
     /// matrix products at `matmul` (see [`Gpu::set_matmul`]).
@@ -396,6 +405,54 @@ impl Gpu {
     /// `y *= s` over `n` values.
     pub fn scale(&self, y: CUdeviceptr, s: f32, n: usize) -> Result<(), String> {
         launch!(self, "scale_inplace", grid1(n), y, s, n as i64)
+    }
+
+    /// `y *= x` over `n` values, element by element.
+    pub fn mul(&self, y: CUdeviceptr, x: CUdeviceptr, n: usize) -> Result<(), String> {
+        launch!(self, "mul_inplace", grid1(n), y, x, n as i64)
+    }
+
+    /// Runs a format kernel plan ([`crate::formats::plan`]) with its input, output and mask at
+    /// the given device addresses and its scratch buffers (plan buffers 3..) at `scratch`.
+    pub fn run_plan(
+        &self,
+        plan: &crate::formats::Plan,
+        io: [CUdeviceptr; 3],
+        scratch: &[CUdeviceptr],
+    ) -> Result<(), String> {
+        use crate::formats::Arg;
+        for l in &plan.launches {
+            let f = self.func(l.kernel)?;
+            let mut b = self.stream.launch_builder(f);
+            // The argument values live until the launch: collect them first.
+            let args: Vec<ArgValue> = l
+                .args
+                .iter()
+                .map(|a| match *a {
+                    Arg::Buf(i) if i < 3 => ArgValue::Ptr(io[i]),
+                    Arg::Buf(i) => ArgValue::Ptr(scratch[i - 3]),
+                    Arg::Long(v) => ArgValue::Long(v),
+                    Arg::Int(v) => ArgValue::Int(v),
+                    Arg::Uint(v) => ArgValue::Uint(v),
+                    Arg::Float(v) => ArgValue::Float(v),
+                })
+                .collect();
+            for a in &args {
+                match a {
+                    ArgValue::Ptr(p) => b.arg(p),
+                    ArgValue::Long(v) => b.arg(v),
+                    ArgValue::Int(v) => b.arg(v),
+                    ArgValue::Uint(v) => b.arg(v),
+                    ArgValue::Float(v) => b.arg(v),
+                };
+            }
+            let cfg = grid1(l.threads());
+            // SAFETY: the plan lists each kernel's arguments in its order and types (the host
+            // build of the same kernels runs the same plans in the tests), and the caller's
+            // addresses hold the plan's buffer sizes.
+            unsafe { b.launch(cfg) }.map_err(|e| format!("kernel {} failed to launch: {e:?}", l.kernel))?;
+        }
+        Ok(())
     }
 
     /// SwiGLU forward.

@@ -26,6 +26,7 @@ pub const MODULES: &[(&str, &str, &[&str])] = &[
             "embedding_bwd",
             "add_inplace",
             "scale_inplace",
+            "mul_inplace",
             "swiglu_fwd",
             "swiglu_bwd",
             "ce_fwd",

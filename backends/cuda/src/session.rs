@@ -7,8 +7,63 @@ use trainer::accel_abi::{FfiSession, buf};
 use trainer::backend::MatmulPrecision;
 use trainer::model::{ModelConfig, NORM_EPS, ParamKind, ParamLayout, ROPE_BASE, VOCAB};
 
+use crate::formats::{Buf, Plan, native_supported, plan};
 use crate::gpu::{DG_CHUNK, DevBuf, Gpu, MAX_HEAD_DIM, NORM_CHUNK};
 use crate::guarded;
+
+/// A plan's scratch buffer on the device (kept alive for the session).
+enum Scratch {
+    F32(DevBuf<f32>),
+    F64(DevBuf<f64>),
+    I32(DevBuf<i32>),
+}
+
+impl Scratch {
+    fn ptr(&self) -> CUdeviceptr {
+        match self {
+            Scratch::F32(b) => b.ptr,
+            Scratch::F64(b) => b.ptr,
+            Scratch::I32(b) => b.ptr,
+        }
+    }
+}
+
+/// The weight format on the device: one kernel plan per block linear weight matrix (offset,
+/// plan, scratch) and the masks of the last compression.
+struct NativeWeights {
+    /// `KIND (native kernels)`.
+    name: String,
+    tensors: Vec<(usize, Plan, Vec<Scratch>)>,
+    mask: DevBuf<f32>,
+}
+
+impl NativeWeights {
+    /// The plans of format `kind` with parameter table `params` (TOML) for every block linear
+    /// weight of `layout`, or `None` when the native kernels do not cover the format (the
+    /// trainer then compresses on the host).
+    fn new(gpu: &Gpu, layout: &ParamLayout, kind: &str, params: &str) -> Result<Option<NativeWeights>, String> {
+        let Ok(table) = params.parse::<sdk::params::Table>() else { return Ok(None) };
+        let Ok(native) = native_supported(kind, &table) else { return Ok(None) };
+        let mut tensors = Vec::new();
+        for t in layout.tensors.iter().filter(|t| t.kind == ParamKind::Linear) {
+            let p = plan(&native, t.shape[0], t.shape[1]);
+            let mut scratch = Vec::new();
+            for b in &p.bufs[3..] {
+                scratch.push(match *b {
+                    Buf::F32(n) => Scratch::F32(gpu.alloc::<f32>(n.max(1))?),
+                    Buf::F64(n) => Scratch::F64(gpu.alloc::<f64>(n.max(1))?),
+                    Buf::I32(n) => Scratch::I32(gpu.alloc::<i32>(n.max(1))?),
+                });
+            }
+            tensors.push((t.offset, p, scratch));
+        }
+        Ok(Some(NativeWeights {
+            name: format!("{kind} (native kernels)"),
+            tensors,
+            mask: gpu.alloc::<f32>(layout.total)?,
+        }))
+    }
+}
 
 /// The rows of `inputs` grouped by token, in row order (`order`), token `v`'s rows at
 /// `start[v]..start[v + 1]`: what the embedding backward needs to add them in the CPU's order.
@@ -81,11 +136,15 @@ pub struct Session {
     /// Sum of the micro-batch gradients of this step ([`Session::accumulate`]); allocated on
     /// first use, so runs without accumulation do not pay for it.
     acc: Option<DevBuf<f32>>,
+    /// The weight format run on the device, when `open` was given one the kernels cover.
+    weights: Option<NativeWeights>,
 }
 
 impl Session {
-    /// Allocates every buffer for `cfg` (batch `cfg.batch`); matrix products at `matmul`.
-    pub fn open(cfg: ModelConfig, matmul: MatmulPrecision) -> Result<Session, String> {
+    /// Allocates every buffer for `cfg` (batch `cfg.batch`); matrix products at `matmul`;
+    /// `weights`: the weight format `(kind, parameter table as TOML)` to run on the device if
+    /// the native kernels cover it.
+    pub fn open(cfg: ModelConfig, matmul: MatmulPrecision, weights: Option<(&str, &str)>) -> Result<Session, String> {
         cfg.validate()?;
         if cfg.head_dim() > MAX_HEAD_DIM {
             return Err(format!(
@@ -150,6 +209,10 @@ impl Session {
             start: gpu.alloc::<i32>(VOCAB + 1)?,
             last: None,
             acc: None,
+            weights: match weights {
+                Some((kind, params)) => NativeWeights::new(&gpu, &layout, kind, params)?,
+                None => None,
+            },
             gpu,
             cfg,
             layout,
@@ -343,6 +406,30 @@ impl Session {
         self.gpu.sync()
     }
 
+    /// `EFF = PARAMS`, then every block linear weight compressed by the native kernels into
+    /// `EFF` and its mask.
+    pub fn compress_weights(&mut self) -> Result<(), String> {
+        let w = self.weights.as_ref().ok_or("no weight format on the device")?;
+        self.gpu.bind()?;
+        self.gpu.copy::<f32>(self.eff.ptr, self.params.ptr, self.layout.total)?;
+        for (off, p, scratch) in &w.tensors {
+            let io = [self.params.at(*off), self.eff.at(*off), w.mask.at(*off)];
+            let s: Vec<CUdeviceptr> = scratch.iter().map(Scratch::ptr).collect();
+            self.gpu.run_plan(p, io, &s)?;
+        }
+        self.gpu.sync()
+    }
+
+    /// The block linear weights' gradients times their masks (the straight-through backward).
+    pub fn weight_backward(&mut self) -> Result<(), String> {
+        let w = self.weights.as_ref().ok_or("no weight format on the device")?;
+        self.gpu.bind()?;
+        for t in self.layout.tensors.iter().filter(|t| t.kind == ParamKind::Linear) {
+            self.gpu.mul(self.grads.at(t.offset), w.mask.at(t.offset), t.len())?;
+        }
+        self.gpu.sync()
+    }
+
     /// One AdamW update, tensor by tensor (norm gains without weight decay).
     pub fn adamw(&mut self, lr: f32, t: u64, scale: f32) -> Result<(), String> {
         self.gpu.bind()?;
@@ -396,5 +483,14 @@ impl FfiSession for Session {
     }
     fn accumulate(&mut self, k: u32, count: u32, inv: f32) -> RResult<(), RString> {
         guarded("accumulating gradients", || Session::accumulate(self, k, count, inv))
+    }
+    fn weight_format(&self) -> RString {
+        self.weights.as_ref().map_or_else(RString::new, |w| w.name.clone().into())
+    }
+    fn compress_weights(&mut self) -> RResult<(), RString> {
+        guarded("compressing the weights", || Session::compress_weights(self))
+    }
+    fn weight_backward(&mut self) -> RResult<(), RString> {
+        guarded("masking the weight gradients", || Session::weight_backward(self))
     }
 }

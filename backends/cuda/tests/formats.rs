@@ -203,3 +203,23 @@ fn what_stays_on_the_plugin_path_is_said_in_one_line() {
         assert!(e.contains(want), "{kind} {params}: {e}");
     }
 }
+
+/// A training run hands the library its weight format as `(kind, the full parameter table as
+/// TOML)` (`host_train`'s `native_spec`, written by `toml::Table`'s `Display`): read back, every
+/// preset's table gives the kernel parameters of its inline-table form, so a run selects the
+/// same native kernels the bit-for-bit comparison above checks.
+#[test]
+fn weight_formats_as_toml_tables_give_the_same_kernels() {
+    let p = plugins();
+    let mut same = 0;
+    for (kind, name, params) in p.presets() {
+        let inline = native_supported_str(&kind, &params);
+        let table = sdk::plugin::parse_inline_table(&params).unwrap();
+        let text = table.to_string();
+        let parsed = text.parse::<sdk::params::Table>().unwrap_or_else(|e| panic!("{name}: {text}: {e}"));
+        let from_toml = backend_cuda::formats::native_supported(&kind, &parsed);
+        assert_eq!(from_toml, inline, "{name}: {text}");
+        same += inline.is_ok() as usize;
+    }
+    assert!(same >= NATIVE_PRESETS.len(), "{same} presets native");
+}

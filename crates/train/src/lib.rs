@@ -148,6 +148,24 @@ fn model_table() -> String {
 struct PluginCompressor {
     spec: String,
     format: Box<dyn HostFormat>,
+    /// `(kind, parameter table as TOML)` when `spec` is one format of a shipped plugin.
+    native: Option<(String, String)>,
+}
+
+/// Plugins whose kinds an accelerator may run natively (`backends/cuda/src/formats`, checked
+/// against these plugins bit for bit).
+const NATIVE_PLUGINS: [&str; 3] = ["int", "fp", "block"];
+
+/// `(kind, full parameter table as TOML)` of `spec` when it is a single format (no composition)
+/// of one of [`NATIVE_PLUGINS`] (the preset's parameters, then the SPEC's overrides; the
+/// accelerator fills in the defaults and decides whether it has kernels for it).
+pub fn native_spec(libs: &[host_core::loader::Loaded], spec: &str) -> Option<(String, String)> {
+    let s = spec.trim();
+    if s.contains('+') || s.starts_with("outliers:") {
+        return None;
+    }
+    let r = host_core::spec::resolve(libs, s).ok()?;
+    NATIVE_PLUGINS.contains(&libs[r.plugin].lib.info.name.as_str()).then(|| (r.kind, r.params.to_string()))
 }
 
 impl Compressor for PluginCompressor {
@@ -185,6 +203,10 @@ impl Compressor for PluginCompressor {
         self.format
             .backward(input, Shape::new(rows, cols), seed, Some(mask), grad)
             .map_err(|e| format!("format `{}`: {e}", self.spec))
+    }
+
+    fn native(&self) -> Option<(String, String)> {
+        self.native.clone()
     }
 }
 
@@ -235,7 +257,8 @@ fn compressor(
             format!("format `{spec}` fails on {name} ({rows}x{cols}): {e}; choose a format whose block fits")
         })?;
     }
-    Ok(Some(Box::new(PluginCompressor { spec: spec.trim().to_string(), format: p.format })))
+    let native = native_spec(libs, spec);
+    Ok(Some(Box::new(PluginCompressor { spec: spec.trim().to_string(), format: p.format, native })))
 }
 
 fn facts(
@@ -513,6 +536,10 @@ pub fn execute(a: &TrainArgs, verbose: bool) -> Result<Value, String> {
             record["batch_tokens"] = (cfg.batch * cfg.ctx).into();
         }
         name_matmul(&mut record, device, matmul);
+        if let Some(k) = t.weight_kernels() {
+            // Only when a backend ran its own weight kernels, so other records keep their columns.
+            record["weight_kernels"] = k.into();
+        }
         Ok(record)
     })??;
     let text = serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?;

@@ -43,7 +43,8 @@ fn cuda(
     state: Option<State>,
 ) -> Result<Box<dyn Backend>, String> {
     let (lib, name) = accel::open_cuda(None)?;
-    Ok(Box::new(AccelTrainer::new(lib, name, cfg.clone(), opts(total), AccelOptions { matmul }, state)?))
+    let accel_opts = AccelOptions { matmul, native_weights: accel::native_weights_from_env() };
+    Ok(Box::new(AccelTrainer::new(lib, name, cfg.clone(), opts(total), accel_opts, state)?))
 }
 
 fn run(b: &mut dyn Backend, data: &Data, cfg: &ModelConfig, until: u64) -> Result<Vec<f32>, String> {
