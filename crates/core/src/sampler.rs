@@ -48,9 +48,8 @@ pub fn fill_normal(seed: u64, index: u64, buf: &mut [f32]) {
         fill_from(&mut s, h);
         let body = rest.len() / 8 * 8;
         let (body, tail) = rest.split_at_mut(body);
-        let [mut s0, mut s1, mut s2, mut s3] = s;
         for chunk in body.chunks_exact_mut(8) {
-            let v: [f32; 8] = std::array::from_fn(|_| draw(&mut s0, &mut s1, &mut s2, &mut s3));
+            let v: [f32; 8] = std::array::from_fn(|_| draw(&mut s));
             // SAFETY: `chunk` holds 8 values from a 16-byte-aligned address (`head`, then
             // whole groups of 8); SSE is part of x86-64.
             unsafe {
@@ -60,7 +59,6 @@ pub fn fill_normal(seed: u64, index: u64, buf: &mut [f32]) {
         }
         // SAFETY: orders the streaming stores before any later load of the buffer.
         unsafe { _mm_sfence() };
-        s = [s0, s1, s2, s3];
         fill_from(&mut s, tail);
         return;
     }
@@ -73,38 +71,31 @@ const STREAM_MIN: usize = 1 << 18;
 
 /// Fills `out` from generator state `s` (advanced past the draws).
 fn fill_from(s: &mut [u64; 4], out: &mut [f32]) {
-    let [mut s0, mut s1, mut s2, mut s3] = *s;
     for o in out.iter_mut() {
-        *o = draw(&mut s0, &mut s1, &mut s2, &mut s3);
+        *o = draw(s);
     }
-    *s = [s0, s1, s2, s3];
 }
 
-/// One sample from the generator state in `s0..s3`.
+/// One sample from generator state `s`: the ziggurat's fast path, else [`rejected`].
 #[inline(always)]
-fn draw(s0: &mut u64, s1: &mut u64, s2: &mut u64, s3: &mut u64) -> f32 {
-    // Xoshiro256++ `next_u64`.
-    let bits = s0.wrapping_add(*s3).rotate_left(23).wrapping_add(*s0);
-    let t = *s1 << 17;
-    *s2 ^= *s0;
-    *s3 ^= *s1;
-    *s1 ^= *s2;
-    *s0 ^= *s3;
-    *s2 ^= t;
-    *s3 = s3.rotate_left(45);
-    // rand_distr's ziggurat: layer i from the low 8 bits, u in [-1, 1)
-    // from the high 52 (a float in [2, 4) minus 3), accepted when inside
-    // the next layer's rectangle.
-    let i = (bits & 0xff) as usize;
-    let u = f64::from_bits((bits >> 12) | 0x4000_0000_0000_0000) - 3.0;
-    let x = u * ZIG_NORM_X[i];
+fn draw(s: &mut [u64; 4]) -> f32 {
+    let (i, x) = candidate(next(s));
     if x.abs() < ZIG_NORM_X[i + 1] {
         x as f32
     } else {
-        let (v, after) = rejected([*s0, *s1, *s2, *s3], i, x);
-        [*s0, *s1, *s2, *s3] = after;
+        let (v, after) = rejected(*s, i, x);
+        *s = after;
         v
     }
+}
+
+/// rand_distr's ziggurat candidate of one draw: layer `i` from the low 8 bits and
+/// `x = u * x[i]`, `u` in [-1, 1) from the high 52 (a float in [2, 4) minus 3); it is the
+/// sample when inside the next layer's rectangle (`|x| < x[i + 1]`).
+#[inline(always)]
+fn candidate(bits: u64) -> (usize, f64) {
+    let i = (bits & 0xff) as usize;
+    (i, (f64::from_bits((bits >> 12) | 0x4000_0000_0000_0000) - 3.0) * ZIG_NORM_X[i])
 }
 
 /// Xoshiro256++'s `next_u64` on state words `s`.
@@ -154,9 +145,7 @@ fn rejected(mut s: [u64; 4], mut i: usize, mut x: f64) -> (f32, [u64; 4]) {
         if ZIG_NORM_F[i + 1] + (ZIG_NORM_F[i] - ZIG_NORM_F[i + 1]) * uniform < (-x * x / 2.0).exp() {
             return (x as f32, s);
         }
-        let bits = next(&mut s);
-        i = (bits & 0xff) as usize;
-        x = (f64::from_bits((bits >> 12) | 0x4000_0000_0000_0000) - 3.0) * ZIG_NORM_X[i];
+        (i, x) = candidate(next(&mut s));
         if x.abs() < ZIG_NORM_X[i + 1] {
             return (x as f32, s);
         }
