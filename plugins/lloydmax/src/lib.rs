@@ -39,8 +39,9 @@ pub struct LloydMax {
 /// truncated (NaN gives 0), then `base[b]` (the midpoints of earlier
 /// buckets; `b` is monotone in `v`, so they are all below `v` and the
 /// midpoints of later buckets all above) plus, for `j < per_bucket`,
-/// `v > mid[base[b] + j]` (the bucket's own midpoints; `+inf` padding). The
-/// compares are independent (ascending midpoints), so their gathers overlap.
+/// `v > mid[base[b] + j]` (the bucket's own midpoints; `+inf` padding): the
+/// scalar search ([`Wide::index`]); the AVX2 one reads the same answer from
+/// the tables `thr` and `pair`.
 #[derive(Debug, Clone)]
 struct Wide {
     levels: Vec<f32>,
@@ -121,12 +122,14 @@ impl Wide {
         b + (0..self.per_bucket).map(|j| (v > self.mid[b + j]) as usize).sum::<usize>()
     }
 
-    /// `output = levels[index(x * inv)] * s`, eight values at a time.
+    /// `output = levels[index(x * inv)] * s`, eight values at a time, through the two-gather
+    /// tables `thr` and `pair` (built when every bucket holds at most one midpoint).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn quantize_avx2(&self, input: &[f32], output: &mut [f32], s: f32, inv: f32) {
         use std::arch::x86_64::*;
         assert_eq!(input.len(), output.len());
+        assert_eq!(self.per_bucket, 1, "the AVX2 search needs at most one midpoint per bucket");
         let (vinv, vs, vlo, vw, vtop, zero) = (
             _mm256_set1_ps(inv),
             _mm256_set1_ps(s),
@@ -137,37 +140,17 @@ impl Wide {
         );
         let mut xs = input.chunks_exact(8);
         let mut ys = output.chunks_exact_mut(8);
-        if self.per_bucket == 1 {
-            for (x, y) in (&mut xs).zip(&mut ys) {
-                // SAFETY: 8 values in and out; every bucket index b is in 0..=top, below
-                // the length of `thr`, and 2 b + 1 below that of `pair`.
-                unsafe {
-                    let v = _mm256_mul_ps(_mm256_loadu_ps(x.as_ptr()), vinv);
-                    let t = _mm256_mul_ps(_mm256_sub_ps(v, vlo), vw);
-                    let b = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(t, zero), vtop));
-                    let m = _mm256_i32gather_ps::<4>(self.thr.as_ptr(), b);
-                    let gt = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GT_OQ>(v, m));
-                    let at = _mm256_sub_epi32(_mm256_add_epi32(b, b), gt);
-                    let l = _mm256_i32gather_ps::<4>(self.pair.as_ptr(), at);
-                    _mm256_storeu_ps(y.as_mut_ptr(), _mm256_mul_ps(l, vs));
-                }
-            }
-        }
         for (x, y) in (&mut xs).zip(&mut ys) {
-            // SAFETY: 8 values in and out; every gathered index is in its
-            // table (buckets in 0..=top, base[b] + j < mid.len(), and the
-            // level index at most the number of midpoints).
+            // SAFETY: 8 values in and out; every bucket index b is in 0..=top, below
+            // the length of `thr`, and 2 b + 1 below that of `pair`.
             unsafe {
                 let v = _mm256_mul_ps(_mm256_loadu_ps(x.as_ptr()), vinv);
                 let t = _mm256_mul_ps(_mm256_sub_ps(v, vlo), vw);
-                let t = _mm256_min_ps(_mm256_max_ps(t, zero), vtop);
-                let b = _mm256_i32gather_epi32::<4>(self.base.as_ptr(), _mm256_cvttps_epi32(t));
-                let mut idx = b;
-                for j in 0..self.per_bucket {
-                    let m = _mm256_i32gather_ps::<4>(self.mid.as_ptr().add(j), b);
-                    idx = _mm256_sub_epi32(idx, _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GT_OQ>(v, m)));
-                }
-                let l = _mm256_i32gather_ps::<4>(self.levels.as_ptr(), idx);
+                let b = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(t, zero), vtop));
+                let m = _mm256_i32gather_ps::<4>(self.thr.as_ptr(), b);
+                let gt = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GT_OQ>(v, m));
+                let at = _mm256_sub_epi32(_mm256_add_epi32(b, b), gt);
+                let l = _mm256_i32gather_ps::<4>(self.pair.as_ptr(), at);
                 _mm256_storeu_ps(y.as_mut_ptr(), _mm256_mul_ps(l, vs));
             }
         }
@@ -202,8 +185,9 @@ fn use_avx2() -> bool {
 impl Format for LloydMax {
     fn compress(&self, t: Tensor<'_>) -> Result<()> {
         rows::check(&t)?;
+        // The AVX2 search needs the two-gather tables (at most one midpoint per bucket).
         #[cfg(target_arch = "x86_64")]
-        let avx2 = use_avx2();
+        let avx2 = self.wide.per_bucket == 1 && use_avx2();
         for g in rows::tensor_groups(t, self.group) {
             let s = scale::rms(g.input);
             #[cfg(target_arch = "x86_64")]
