@@ -215,6 +215,16 @@ impl AccelOptions {
     }
 }
 
+/// The key of `open`'s options that offers the weight format (written by [`AccelTrainer::new`]).
+const WEIGHTS_KEY: &str = "weights";
+
+/// The weight format `open`'s options offer, `(kind, parameter table as TOML)`, if any (the
+/// library side of the `weights` option).
+pub fn weights_from_json(v: &serde_json::Value) -> Option<(String, String)> {
+    let w = &v[WEIGHTS_KEY];
+    Some((w["kind"].as_str()?.to_string(), w["params"].as_str()?.to_string()))
+}
+
 /// A run on an accelerator library, driven like [`Trainer`](crate::Trainer).
 pub struct AccelTrainer {
     session: FfiSessionBox,
@@ -228,10 +238,9 @@ pub struct AccelTrainer {
     host_eff: Vec<f32>,
     host_mask: Vec<f32>,
     host_grads: Vec<f32>,
-    /// The library compresses the weights itself ([`FfiSession::compress_weights`]).
-    native: bool,
-    /// What the library calls its weight kernels (empty when `native` is false).
-    weight_format: String,
+    /// What the library calls its weight kernels when it compresses the weights itself
+    /// ([`FfiSession::compress_weights`]).
+    weight_kernels: Option<String>,
     losses: Vec<f32>,
 }
 
@@ -274,15 +283,14 @@ impl AccelTrainer {
         if accel.native_weights
             && let Some((kind, params)) = opts.weight.as_deref().and_then(|c| c.native())
         {
-            options["weights"] = serde_json::json!({ "kind": kind, "params": params });
+            options[WEIGHTS_KEY] = serde_json::json!({ "kind": kind, "params": params });
         }
         let mut session = lib.open(&lib_cfg, &options)?;
-        let weight_format = session.weight_format().to_string();
-        let native = !weight_format.is_empty();
+        let weight_kernels = Some(session.weight_format().to_string()).filter(|w| !w.is_empty());
         for (which, data) in [(buf::PARAMS, &params), (buf::ADAM_M, &m), (buf::ADAM_V, &v)] {
             ok(session.write(which, 0, RSlice::from_slice(data)))?;
         }
-        let has_w = opts.weight.is_some() && !native;
+        let has_w = opts.weight.is_some() && weight_kernels.is_none();
         let big = |on: bool| if on { vec![0.0; n] } else { Vec::new() };
         Ok(AccelTrainer {
             session,
@@ -296,8 +304,7 @@ impl AccelTrainer {
             host_eff: big(has_w),
             host_mask: big(has_w),
             host_grads: big(has_w),
-            native,
-            weight_format,
+            weight_kernels,
         })
     }
 
@@ -310,7 +317,7 @@ impl AccelTrainer {
     /// effective parameters. Returns whether the forward pass uses them.
     fn compress_weights(&mut self, step_seed: u64) -> Result<bool, String> {
         let Some(comp) = self.opts.weight.as_deref() else { return Ok(false) };
-        if self.native {
+        if self.weight_kernels.is_some() {
             // Native formats are deterministic: the step's seed does not enter.
             ok(self.session.compress_weights())?;
             return Ok(true);
@@ -345,7 +352,7 @@ impl Backend for AccelTrainer {
     }
 
     fn weight_kernels(&self) -> Option<&str> {
-        self.native.then_some(self.weight_format.as_str())
+        self.weight_kernels.as_deref()
     }
 
     fn step(&mut self, tokens: &[u8]) -> Result<StepStats, String> {
@@ -371,7 +378,7 @@ impl Backend for AccelTrainer {
         if accum > 1 {
             loss /= accum as f64;
         }
-        if self.native {
+        if self.weight_kernels.is_some() {
             ok(self.session.weight_backward())?;
         } else if let Some(comp) = self.opts.weight.as_deref() {
             ok(self.session.read(buf::GRADS, 0, RSliceMut::from_mut_slice(&mut self.host_grads)))?;

@@ -139,7 +139,7 @@ extern "C" fn open(cfg: RStr<'_>, options: RStr<'_>) -> RResult<FfiSessionBox, R
         let cfg: ModelConfig = serde_json::from_str(cfg.as_str()).map_err(|e| e.to_string())?;
         let options: serde_json::Value = serde_json::from_str(options.as_str()).map_err(|e| e.to_string())?;
         let o = AccelOptions::from_json(&options)?;
-        let native = options["weights"]["kind"] == "round";
+        let native = super::weights_from_json(&options).is_some_and(|(kind, _)| kind == "round");
         if o.matmul != MatmulPrecision::Fp32 {
             return Err("the reference computes in fp32 only".to_string());
         }

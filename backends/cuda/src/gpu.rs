@@ -113,15 +113,6 @@ macro_rules! launch {
     }};
 }
 
-/// A kernel argument's value for [`Gpu::run_plan`].
-enum ArgValue {
-    Ptr(CUdeviceptr),
-    Long(i64),
-    Int(i32),
-    Uint(u32),
-    Float(f32),
-}
-
 impl Gpu {
     /// Opens device 0, compiles (or loads from the cache) every kernel and creates cuBLAS;
     /// matrix products at `matmul` (see [`Gpu::set_matmul`]).
@@ -424,26 +415,14 @@ impl Gpu {
         for l in &plan.launches {
             let f = self.func(l.kernel)?;
             let mut b = self.stream.launch_builder(f);
-            // The argument values live until the launch: collect them first.
-            let args: Vec<ArgValue> = l
-                .args
-                .iter()
-                .map(|a| match *a {
-                    Arg::Buf(i) if i < 3 => ArgValue::Ptr(io[i]),
-                    Arg::Buf(i) => ArgValue::Ptr(scratch[i - 3]),
-                    Arg::Long(v) => ArgValue::Long(v),
-                    Arg::Int(v) => ArgValue::Int(v),
-                    Arg::Uint(v) => ArgValue::Uint(v),
-                    Arg::Float(v) => ArgValue::Float(v),
-                })
-                .collect();
-            for a in &args {
+            for a in &l.args {
                 match a {
-                    ArgValue::Ptr(p) => b.arg(p),
-                    ArgValue::Long(v) => b.arg(v),
-                    ArgValue::Int(v) => b.arg(v),
-                    ArgValue::Uint(v) => b.arg(v),
-                    ArgValue::Float(v) => b.arg(v),
+                    Arg::Buf(i) if *i < 3 => b.arg(&io[*i]),
+                    Arg::Buf(i) => b.arg(&scratch[*i - 3]),
+                    Arg::Long(v) => b.arg(v),
+                    Arg::Int(v) => b.arg(v),
+                    Arg::Uint(v) => b.arg(v),
+                    Arg::Float(v) => b.arg(v),
                 };
             }
             let cfg = grid1(l.threads());

@@ -90,10 +90,7 @@ extern "C" fn open(cfg: RStr<'_>, options: RStr<'_>) -> RResult<FfiSessionBox, R
         let cfg: ModelConfig = serde_json::from_str(cfg.as_str()).map_err(|e| format!("bad model config: {e}"))?;
         let opts: serde_json::Value =
             serde_json::from_str(options.as_str()).map_err(|e| format!("bad options: {e}"))?;
-        let weights = match (opts["weights"]["kind"].as_str(), opts["weights"]["params"].as_str()) {
-            (Some(k), Some(p)) => Some((k.to_string(), p.to_string())),
-            _ => None,
-        };
+        let weights = trainer::accel::weights_from_json(&opts);
         let opts = trainer::accel::AccelOptions::from_json(&opts)?;
         let s = session::Session::open(cfg, opts.matmul, weights.as_ref().map(|(k, p)| (k.as_str(), p.as_str())))?;
         Ok(FfiSession_TO::from_value(s, TD_Opaque))

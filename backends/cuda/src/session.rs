@@ -7,33 +7,17 @@ use trainer::accel_abi::{FfiSession, buf};
 use trainer::backend::MatmulPrecision;
 use trainer::model::{ModelConfig, NORM_EPS, ParamKind, ParamLayout, ROPE_BASE, VOCAB};
 
-use crate::formats::{Buf, Plan, native_supported, plan};
+use crate::formats::device::PlanBuf;
+use crate::formats::{Plan, native_supported, plan};
 use crate::gpu::{DG_CHUNK, DevBuf, Gpu, MAX_HEAD_DIM, NORM_CHUNK};
 use crate::guarded;
-
-/// A plan's scratch buffer on the device (kept alive for the session).
-enum Scratch {
-    F32(DevBuf<f32>),
-    F64(DevBuf<f64>),
-    I32(DevBuf<i32>),
-}
-
-impl Scratch {
-    fn ptr(&self) -> CUdeviceptr {
-        match self {
-            Scratch::F32(b) => b.ptr,
-            Scratch::F64(b) => b.ptr,
-            Scratch::I32(b) => b.ptr,
-        }
-    }
-}
 
 /// The weight format on the device: one kernel plan per block linear weight matrix (offset,
 /// plan, scratch) and the masks of the last compression.
 struct NativeWeights {
     /// `KIND (native kernels)`.
     name: String,
-    tensors: Vec<(usize, Plan, Vec<Scratch>)>,
+    tensors: Vec<(usize, Plan, Vec<PlanBuf>)>,
     mask: DevBuf<f32>,
 }
 
@@ -47,14 +31,7 @@ impl NativeWeights {
         let mut tensors = Vec::new();
         for t in layout.tensors.iter().filter(|t| t.kind == ParamKind::Linear) {
             let p = plan(&native, t.shape[0], t.shape[1]);
-            let mut scratch = Vec::new();
-            for b in &p.bufs[3..] {
-                scratch.push(match *b {
-                    Buf::F32(n) => Scratch::F32(gpu.alloc::<f32>(n.max(1))?),
-                    Buf::F64(n) => Scratch::F64(gpu.alloc::<f64>(n.max(1))?),
-                    Buf::I32(n) => Scratch::I32(gpu.alloc::<i32>(n.max(1))?),
-                });
-            }
+            let scratch = p.bufs[3..].iter().map(|&b| PlanBuf::alloc(gpu, b)).collect::<Result<Vec<_>, _>>()?;
             tensors.push((t.offset, p, scratch));
         }
         Ok(Some(NativeWeights {
@@ -414,7 +391,7 @@ impl Session {
         self.gpu.copy::<f32>(self.eff.ptr, self.params.ptr, self.layout.total)?;
         for (off, p, scratch) in &w.tensors {
             let io = [self.params.at(*off), self.eff.at(*off), w.mask.at(*off)];
-            let s: Vec<CUdeviceptr> = scratch.iter().map(Scratch::ptr).collect();
+            let s: Vec<CUdeviceptr> = scratch.iter().map(PlanBuf::ptr).collect();
             self.gpu.run_plan(p, io, &s)?;
         }
         self.gpu.sync()

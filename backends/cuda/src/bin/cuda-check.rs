@@ -13,8 +13,8 @@
 //! - `cuda-check formats [PLUGIN_DIR]`: the native kernels of the built-in formats against the
 //!   plugins (`libplugin_{int,fp,block}.so` from PLUGIN_DIR, default: this executable's folder),
 //!   bit for bit, on the cases `tests/formats.rs` runs on the host build (per format the largest
-//!   absolute difference and the number of differing values). These kernels are not in the
-//!   accelerator interface yet: this subcommand uses the crate directly.
+//!   absolute difference and the number of differing values); this subcommand runs the
+//!   kernels through the crate directly, not through a training session.
 //!
 //! Exit status 1 with one line on any failure.
 
